@@ -1,0 +1,60 @@
+"""Batched torch environments (import name ``gumbel_ac.envs``).
+
+Importing this package registers the ids below with Gymnasium, so
+``gymnasium.make_vec("gumbel_ac/CartPole-v1", num_envs=4096, device="cuda")`` builds a
+population of 4096 CartPoles on the GPU. See ``base.py`` for the step/reset semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import torch
+
+from .base import State, TorchVectorEnv
+
+NAMESPACE = "gumbel_ac"
+
+# id -> (vector entry point, max_episode_steps of the Gymnasium/bsuite original).
+_SPECS: dict[str, tuple[str, int | None]] = {
+    f"{NAMESPACE}/CartPole-v1": ("gumbel_ac.envs.cartpole:CartPoleEnv", 500),
+    f"{NAMESPACE}/Acrobot-v1": ("gumbel_ac.envs.acrobot:AcrobotEnv", 500),
+    f"{NAMESPACE}/MountainCar-v0": ("gumbel_ac.envs.mountain_car:MountainCarEnv", 200),
+    # bsuite's tasks end by themselves (after `size` and `rows - 1` steps): no time limit.
+    f"{NAMESPACE}/DeepSea-v0": ("gumbel_ac.envs.deep_sea:DeepSeaEnv", None),
+    f"{NAMESPACE}/Catch-v0": ("gumbel_ac.envs.catch:CatchEnv", None),
+}
+
+ENV_IDS: list[str] = list(_SPECS)
+"""Every id this package registers."""
+
+
+def _register() -> None:
+    for env_id, (entry_point, max_steps) in _SPECS.items():
+        if env_id in gymnasium.registry:  # re-import (e.g. importlib.reload): keep the first
+            continue
+        gymnasium.register(id=env_id, vector_entry_point=entry_point, max_episode_steps=max_steps)
+
+
+_register()
+
+
+def make(
+    env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any
+) -> TorchVectorEnv:
+    """Build ``num_envs`` copies of ``env_id`` on ``device`` through ``gymnasium.make_vec``.
+
+    ``env_id`` may omit the namespace (``"CartPole-v1"`` means ``"gumbel_ac/CartPole-v1"``);
+    ``kwargs`` go to the env's constructor (``seed``, ``compile``, ``size``, ...).
+    """
+    if "/" not in env_id:
+        env_id = f"{NAMESPACE}/{env_id}"
+    if env_id not in _SPECS:
+        raise ValueError(f"Unknown env id {env_id!r}; choose one of {ENV_IDS}.")
+    env = gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **kwargs)
+    assert isinstance(env, TorchVectorEnv)
+    return env
+
+
+__all__ = ["ENV_IDS", "NAMESPACE", "State", "TorchVectorEnv", "make"]

@@ -1,0 +1,71 @@
+"""Evaluate a saved policy: ``python eval.py runs/<run-name>``.
+
+Loads the newest checkpoint of the run (or the checkpoint folder given), builds the env it
+was trained on (or ``--env``), and prints the mean ± std return over ``--episodes`` episodes.
+``--gif out.gif`` also renders one episode. Loading never executes code from the files
+(safetensors + JSON only). Bad input exits with status 2 and one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gumbel_ac.cli import guarded
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="run folder (runs/<name>) or one checkpoint folder inside it")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to average over (default 10)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
+                      help="act with the most likely action (default)")
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false",
+                      help="sample actions from the policy")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling")
+    parser.add_argument("--env", default=None, help="env id to evaluate on (default: the run's eval env)")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device (default cpu)")
+    parser.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this GIF")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gumbel_ac.checkpoint import check_spaces_match, load_run
+    from gumbel_ac.config import ConfigError
+    from gumbel_ac.evaluation import evaluate, record_gif
+    from gumbel_ac.vector import describe_spaces, make_env, resolve_device
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    device = resolve_device(args.device)
+    loaded = load_run(args.run, device=device)
+    env_id = args.env or loaded.config.eval_env or loaded.config.env
+    probe = make_env(env_id, num_envs=1, device=device)
+    spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
+    probe.close()
+    check_spaces_match(loaded.meta, spaces, env_id)
+    returns = evaluate(
+        loaded.agent, env_id, episodes=args.episodes, seed=args.seed, deterministic=args.deterministic, device=device
+    )
+    mode = "deterministic" if args.deterministic else "stochastic"
+    print(
+        f"{env_id}: {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} {mode} episodes "
+        f"(checkpoint {loaded.path}, step {loaded.step})"
+    )
+    if args.gif:
+        total = record_gif(loaded.agent.cpu(), env_id, args.gif, seed=args.seed, deterministic=args.deterministic)
+        print(f"wrote {args.gif} (episode return {total:.1f})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = guarded(lambda: run(args))
+    return int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

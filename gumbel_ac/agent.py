@@ -1,0 +1,133 @@
+"""The agent: actor, twin critics, their targets and the entropy coefficient.
+
+The agent holds state and acts; the losses that train it live in :mod:`gumbel_ac.losses`
+(one copy, used by the native trainer and the SB3 algorithm alike).
+
+Shape legend: ``B`` batch, ``D`` observation features, ``K`` concatenated action logits,
+``H`` action heads, ``J`` joint actions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from gumbel_ac.distributions import ActionSpec, sample_gumbel
+from gumbel_ac.networks import Actor, TwinCritic
+
+
+class CriticObjective:
+    """``f(a) = min_i Q_i(s, a)`` at fixed states, with the critic's weights detached.
+
+    This is the estimators' :class:`~gumbel_ac.estimators.Objective`: the actor's gradient
+    flows through the action into the policy, never into the critic.
+    """
+
+    def __init__(self, critic: TwinCritic, obs_BD: torch.Tensor, spec: ActionSpec) -> None:
+        self.critic, self.obs_BD, self.spec = critic, obs_BD, spec
+
+    def at(self, action_BK: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_BD, action_BK, detach_params=True).amin(dim=0)
+
+    def all(self) -> torch.Tensor:
+        return self.critic.all_actions(self.obs_BD, self.spec.joint_onehot_JK, detach_params=True).amin(dim=0)
+
+
+class Agent(nn.Module):
+    """Actor-critic for factorised categorical actions.
+
+    Args:
+        obs_dim: flat observation size ``D``.
+        spec: the action heads (:class:`ActionSpec`).
+        hidden_sizes: widths of the hidden layers of the actor and each critic.
+        alpha: initial entropy coefficient (> 0 when it is tuned in log space).
+        target_entropy: entropy the tuned alpha aims for (nats, summed over heads).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        spec: ActionSpec,
+        hidden_sizes: Sequence[int] = (64, 64),
+        *,
+        alpha: float = 0.05,
+        target_entropy: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.spec = spec
+        self.actor = Actor(obs_dim, spec.num_logits, hidden_sizes)
+        self.critic = TwinCritic(obs_dim, spec.num_logits, hidden_sizes)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha) if alpha > 0 else -math.inf))
+        self.target_entropy = float(target_entropy)
+        self.register_buffer("joint_onehot_JK", spec.joint_onehot_JK.clone(), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        # Keep the spec's lookup tables on the same device as the parameters.
+        out = super()._apply(fn, recurse)
+        self.spec = self.spec.to(self.joint_onehot_JK.device)
+        return out
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Entropy coefficient (a 0-dim tensor; no host sync)."""
+        return self.log_alpha.exp()
+
+    def logits(self, obs_BD: torch.Tensor) -> torch.Tensor:
+        """Policy logits ``[B, K]``."""
+        return self.actor(obs_BD)
+
+    def q_objective(self, obs_BD: torch.Tensor) -> CriticObjective:
+        """The estimators' objective ``min_i Q_i(s, .)`` at ``obs``."""
+        return CriticObjective(self.critic, obs_BD, self.spec)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs_BD: torch.Tensor,
+        *,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Integer actions ``[B, H]``: the mode, or a Gumbel-max sample from ``pi(.|s)``."""
+        logits = self.actor(obs_BD)
+        if deterministic:
+            return self.spec.mode(logits)
+        perturbed = logits + sample_gumbel(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        return self.spec.mode(perturbed)
+
+    def random_actions(self, batch: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        """Uniformly random integer actions ``[B, H]`` (the warm-up phase)."""
+        cols = [
+            torch.randint(0, n, (batch,), generator=generator, device=device) for n in self.spec.nvec
+        ]
+        return torch.stack(cols, dim=-1)
+
+
+def default_target_entropy(spec: ActionSpec, ratio: float) -> float:
+    """``ratio * sum_h log(A_h)``: a fraction of the maximum entropy of the factorised policy."""
+    return float(ratio * sum(math.log(n) for n in spec.nvec))
+
+
+def make_agent(
+    *,
+    obs_dim: int,
+    spec: ActionSpec,
+    hidden_sizes: Sequence[int],
+    alpha: float,
+    target_entropy_ratio: float,
+) -> Agent:
+    """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
+    return Agent(
+        obs_dim,
+        spec,
+        tuple(hidden_sizes),
+        alpha=alpha,
+        target_entropy=default_target_entropy(spec, target_entropy_ratio),
+    )

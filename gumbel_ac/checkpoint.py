@@ -1,0 +1,312 @@
+"""Checkpoints: a folder of safetensors files and one JSON manifest. No pickle, ever.
+
+Layout of a run folder::
+
+    runs/<name>/
+        config.json            the training config
+        metrics.jsonl          one JSON object per log line
+        checkpoints/
+            step_000020000/
+                model.safetensors      actor, critics, targets, log_alpha
+                training.safetensors   optimizer moments, RNG states, replay (optional)
+                meta.json              manifest: format, step, spaces, config, sha256 of files
+
+Why this shape:
+* A checkpoint from a stranger must never run code when loaded. safetensors holds only
+  tensors; JSON only data. (SB3's ``.zip`` cloudpickles parts of the model, and
+  ``torch.load(weights_only=False)`` unpickles: both can execute code.)
+* Atomic: files are written into ``step_X.tmp-PID``, fsynced, and the folder is renamed to
+  ``step_X`` (rename is atomic on POSIX). ``meta.json`` is written last; a folder without it,
+  or with a checksum mismatch, is not a checkpoint. A crash mid-write leaves the previous
+  checkpoint intact.
+* Hostile files: every failure (truncation, flipped bytes, wrong JSON types, absurd shapes,
+  a pickle renamed ``.safetensors``, missing or extra tensors) becomes one
+  :class:`CheckpointError` naming the file and the problem. The manifest's sha256 of each
+  file is checked *before* parsing it, and files are size-capped, so nothing is allocated
+  from a declared size that the bytes on disk do not back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from gumbel_ac.agent import Agent, make_agent
+from gumbel_ac.config import Config, ConfigError
+from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
+
+FORMAT = "gumbel_ac.checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+TRAINING_FILE = "training.safetensors"
+META_FILE = "meta.json"
+#: Manifests larger than this are refused unread (a real one is a few KB).
+MAX_META_BYTES = 1 << 20
+#: Tensor files larger than this are refused unread (override for huge replay buffers).
+MAX_TENSOR_FILE_BYTES = int(os.environ.get("GUMBEL_AC_MAX_CHECKPOINT_BYTES", str(8 << 30)))
+_STEP_DIR = re.compile(r"^step_(\d{9,})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the problem."""
+
+
+@dataclass
+class LoadedRun:
+    """What :func:`load_run` returns."""
+
+    agent: Agent
+    config: Config
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temp file + rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _fsync_write(tmp, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+
+    import gumbel_ac
+
+    return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "gumbel_ac": gumbel_ac.__version__}
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    *,
+    step: int,
+    agent: Agent,
+    config: Config,
+    spaces: dict[str, Any],
+    training_state: dict[str, torch.Tensor] | None = None,
+    training_meta: dict[str, Any] | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write ``run_dir/checkpoints/step_<step>`` atomically and prune to the newest ``keep``.
+
+    Returns the checkpoint folder. Raises ``OSError`` if the disk refuses; the previous
+    checkpoints are untouched in that case (the temp folder is removed).
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:09d}"
+    tmp = root / f".step_{step:09d}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        files: dict[str, str] = {}
+        model_bytes = st_save({k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()})
+        _fsync_write(tmp / MODEL_FILE, model_bytes)
+        files[MODEL_FILE] = _sha256(model_bytes)
+        if training_state:
+            train_bytes = st_save({k: v.detach().cpu().contiguous() for k, v in training_state.items()})
+            _fsync_write(tmp / TRAINING_FILE, train_bytes)
+            files[TRAINING_FILE] = _sha256(train_bytes)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "step": int(step),
+            "time": time.time(),
+            "obs_dim": int(agent.obs_dim),
+            "action_nvec": [int(n) for n in agent.spec.nvec],
+            "spaces": spaces,
+            "config": config.to_dict(),
+            "versions": _versions(),
+            "files": files,
+            "training": training_meta or {},
+        }
+        _fsync_write(tmp / META_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        dir_fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of a run (with a manifest), oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / META_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return [p for _, p in sorted(found)]
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file is missing") from None
+    if size > cap:
+        raise CheckpointError(f"{path}: file is {size} bytes, more than the {cap}-byte limit")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_meta(ckpt_dir: Path) -> dict[str, Any]:
+    """Parse and type-check a manifest; every problem is a :class:`CheckpointError`."""
+    path = ckpt_dir / META_FILE
+    raw = _read_capped(path, MAX_META_BYTES)
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is corrupt") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gumbel_ac checkpoint (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta.get('format_version')!r} is not supported "
+            f"(this gumbel_ac reads version {FORMAT_VERSION})"
+        )
+    checks: list[tuple[str, type | tuple[type, ...]]] = [
+        ("step", int), ("obs_dim", int), ("action_nvec", list), ("config", dict), ("files", dict), ("spaces", dict),
+    ]
+    for key, typ in checks:
+        value = meta.get(key)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: field {key!r} is missing or has the wrong type")
+    if meta["step"] < 0 or not (0 < meta["obs_dim"] <= 1 << 24):
+        raise CheckpointError(f"{path}: step or obs_dim out of range")
+    nvec = meta["action_nvec"]
+    if not nvec or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 16 for n in nvec):
+        raise CheckpointError(f"{path}: action_nvec must be a list of positive integers")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["files"].items()):
+        raise CheckpointError(f"{path}: field 'files' must map file names to sha256 strings")
+    if MODEL_FILE not in meta["files"]:
+        raise CheckpointError(f"{path}: the manifest lists no {MODEL_FILE}")
+    return meta
+
+
+def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Read one safetensors file listed in the manifest, after checking its sha256."""
+    if name not in meta["files"]:
+        raise CheckpointError(f"{ckpt_dir / META_FILE}: the manifest lists no {name}")
+    path = ckpt_dir / name
+    data = _read_capped(path, MAX_TENSOR_FILE_BYTES)
+    if _sha256(data) != meta["files"][name]:
+        raise CheckpointError(f"{path}: checksum mismatch: the file is corrupt or was modified")
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder -> its newest complete checkpoint; a checkpoint folder -> itself."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file or directory (expected a run folder like runs/<name>)")
+    if p.is_file():
+        raise CheckpointError(f"{p}: is a file; pass the run folder (runs/<name>) or a checkpoint folder")
+    if (p / META_FILE).is_file():
+        return p
+    ckpts = list_checkpoints(p)
+    if not ckpts:
+        raise CheckpointError(f"{p}: holds no complete checkpoint (no checkpoints/step_*/meta.json)")
+    return ckpts[-1]
+
+
+def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """Load the agent of a run or checkpoint folder, validating everything on the way."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    try:
+        config = Config.from_dict(meta["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt / META_FILE}: invalid config: {exc}") from None
+    try:
+        spec = ActionSpec(tuple(meta["action_nvec"]))
+    except UnsupportedSpaceError as exc:
+        raise CheckpointError(f"{ckpt / META_FILE}: {exc}") from None
+    if not (1 <= len(config.hidden_sizes) <= 16 and all(1 <= h <= 1 << 16 for h in config.hidden_sizes)):
+        raise CheckpointError(f"{ckpt / META_FILE}: hidden_sizes {config.hidden_sizes} out of range")
+    agent = make_agent(
+        obs_dim=meta["obs_dim"],
+        spec=spec,
+        hidden_sizes=config.hidden_sizes,
+        alpha=max(config.alpha, 1e-8),
+        target_entropy_ratio=config.target_entropy_ratio,
+    )
+    tensors = read_tensors(ckpt, MODEL_FILE, meta)
+    expected = agent.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{ckpt / MODEL_FILE}: tensors do not match the architecture in meta.json "
+            f"(missing: {missing[:5]}, unexpected: {extra[:5]})"
+        )
+    for key, value in expected.items():
+        got = tensors[key]
+        if tuple(got.shape) != tuple(value.shape) or got.dtype != value.dtype:
+            raise CheckpointError(
+                f"{ckpt / MODEL_FILE}: tensor {key!r} has shape {tuple(got.shape)} {got.dtype}, "
+                f"expected {tuple(value.shape)} {value.dtype}"
+            )
+        if not torch.isfinite(got).all() and key != "log_alpha":
+            raise CheckpointError(f"{ckpt / MODEL_FILE}: tensor {key!r} holds NaN or inf")
+    agent.load_state_dict(tensors)
+    agent.to(device)
+    agent.eval()
+    return LoadedRun(agent=agent, config=config, meta=meta, path=ckpt)
+
+
+def check_spaces_match(meta: dict[str, Any], spaces: dict[str, Any], env_id: str) -> None:
+    """Refuse to run a checkpoint on an env whose spaces differ from the training env's."""
+    saved = meta.get("spaces", {})
+    for key in ("observation_space", "action_space"):
+        if saved.get(key) != spaces.get(key):
+            raise CheckpointError(
+                f"checkpoint {key.replace('_', ' ')} {saved.get(key)} does not match {env_id}'s "
+                f"{spaces.get(key)}; evaluate on the env it was trained on (--env)"
+            )

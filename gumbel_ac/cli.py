@@ -1,0 +1,47 @@
+"""Shared command-line plumbing: turn known failures into one clear line and an exit code.
+
+A user who passes a bad env id, an impossible config value or a corrupt checkpoint gets
+``error: <what is wrong and how to fix it>`` on stderr and exit status 2 -- no traceback.
+Unexpected exceptions keep their traceback (they are bugs, and the trace helps report them).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+#: Exit status for user errors (bad input), as argparse uses.
+USAGE_ERROR = 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user."""
+    from gumbel_ac.checkpoint import CheckpointError
+    from gumbel_ac.config import ConfigError
+    from gumbel_ac.distributions import UnsupportedSpaceError
+    from gumbel_ac.trainer import TrainingError
+    from gumbel_ac.vector import UnknownEnvError
+
+    return (CheckpointError, ConfigError, UnsupportedSpaceError, UnknownEnvError, TrainingError)
+
+
+def guarded(fn: Callable[[], T]) -> T | int:
+    """Run ``fn``; print a user error as one line and return ``USAGE_ERROR`` instead."""
+    try:
+        return fn()
+    except user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except ValueError as exc:  # e.g. '--device cuda' without a GPU, invalid estimator options
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def run_cli(config: "object") -> int:
+    """Entry point of ``train.py``: train, and map the outcome to an exit status."""
+    from gumbel_ac.trainer import train
+
+    result = guarded(lambda: train(config))  # type: ignore[arg-type]
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,257 @@
+"""The training configuration: one dataclass, every field a ``train.py`` flag.
+
+Field docstrings become ``--help`` text (tyro reads them, as CleanRL does). Defaults are the
+settings measured to solve CartPole-v1 fast on a 2-core CPU (README, "Results"); where a
+default departs from SAC's usual value the docstring says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field and the fix."""
+
+
+@dataclass
+class Config:
+    """Off-policy Gumbel-Softmax actor-critic (SAC-style, discrete actions)."""
+
+    # --- experiment -------------------------------------------------------------------
+    env: str = "CartPole-v1"
+    """Environment id: any Gymnasium id with a Discrete/MultiDiscrete action space, or one of
+    our batched torch envs (``gumbel_ac/CartPole-v1``, ``gumbel_ac/DeepSea-v0``, ...)."""
+    estimator: str = "gumbel-st"
+    """Actor gradient estimator: gumbel-st (straight-through Gumbel-Softmax), gumbel-soft,
+    score (REINFORCE with baseline), exact (sum over actions), and those the estimator module
+    adds (softmax-st, gumbel-rao, reinmax, ...). Changes ONLY the actor's gradient."""
+    seed: int = 0
+    """Seed for networks, action sampling, replay sampling and environments."""
+    total_steps: int = 60_000
+    """Environment steps to train for (summed over the parallel envs)."""
+    num_envs: int = 16
+    """Parallel environments stepping in one batch."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where networks, replay buffer and batched envs live; auto = CUDA when available."""
+    num_threads: int = 1
+    """torch intra-op threads on CPU (0 = torch's default). 1 is fastest for these small
+    networks on a loaded 2-core machine (README, "Performance")."""
+
+    # --- algorithm --------------------------------------------------------------------
+    gamma: float = 0.995
+    """Discount factor."""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-3
+    """Adam learning rate of the twin critics (higher than SAC's 3e-4: measured faster here)."""
+    alpha_lr: float = 3e-3
+    """Adam learning rate of log(alpha) when autotune_alpha is on."""
+    batch_size: int = 128
+    """Replay minibatch size per gradient step."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity in transitions."""
+    learning_starts: int = 1_000
+    """Env steps of uniformly random actions before updates start."""
+    updates_per_step: int = 1
+    """Gradient steps per vector step (replay ratio = updates_per_step / num_envs per env step)."""
+    target_update_rate: float = 0.2
+    """Polyak rate of the target critics per gradient step (SAC's "tau"; renamed so it cannot be
+    confused with the Gumbel temperature). Fast targets trained CartPole fastest here."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and of each critic."""
+    alpha: float = 0.05
+    """Entropy coefficient (the initial value when autotune_alpha is on)."""
+    autotune_alpha: bool = True
+    """Tune alpha toward target_entropy (SAC v2, Haarnoja et al. 2018)."""
+    target_entropy_ratio: float = 0.1
+    """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
+    discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
+    (arXiv:2209.10081); a low target lets the policy become near-deterministic."""
+    gumbel_temperature: float = 0.6
+    """Gumbel-Softmax temperature tau (start value if annealed)."""
+    gumbel_temperature_final: float | None = None
+    """If set, anneal tau to this value over temperature_anneal_steps env steps."""
+    temperature_schedule: Literal["linear", "exponential"] = "exponential"
+    """Shape of the temperature anneal (exponential is Jang et al. 2017's choice)."""
+    temperature_anneal_steps: int = 50_000
+    """Env steps over which tau moves from gumbel_temperature to gumbel_temperature_final."""
+    rao_samples: int = 10
+    """Gumbel draws per action for the gumbel-rao estimator (Paulus et al. 2020)."""
+    max_nonfinite_updates: int = 100
+    """Stop with an error after this many consecutive updates with a non-finite loss or
+    gradient (each one is skipped and counted in charts/nonfinite_updates)."""
+
+    # --- evaluation, logging, checkpoints -----------------------------------------------
+    eval_every: int = 5_000
+    """Evaluate the deterministic policy every this many env steps (0 = only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation (the final evaluation uses final_eval_episodes)."""
+    final_eval_episodes: int = 20
+    """Episodes of the final deterministic evaluation."""
+    eval_env: str | None = None
+    """Env id for evaluation (default: env). E.g. train on gumbel_ac/CartPole-v1, evaluate on
+    Gymnasium's own CartPole-v1."""
+    checkpoint_every: int = 20_000
+    """Write a checkpoint every this many env steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
+    log_every: int = 2_000
+    """Read metrics from the device and log them every this many env steps."""
+    runs_dir: str = "runs"
+    """Parent folder of run folders."""
+    run_name: str | None = None
+    """Run folder name (default: ENV__ESTIMATOR__SEED__TIMESTAMP)."""
+    progress: bool = True
+    """Show a progress bar on the console."""
+    track: bool = False
+    """Log to Weights & Biases (respects WANDB_MODE; use WANDB_MODE=offline without network)."""
+    wandb_project: str = "gumbel_ac"
+    """wandb project name."""
+    wandb_entity: str | None = None
+    """wandb entity (team or user)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Rebuild from ``to_dict`` output; unknown or mistyped fields are a ConfigError."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            default = getattr(cls, key, None) if key != "hidden_sizes" else (64,)
+            if key == "hidden_sizes":
+                if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                ):
+                    raise ConfigError("config field hidden_sizes must be a list of integers")
+                value = tuple(value)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"config field {key} must be a boolean, got {value!r}")
+            elif isinstance(default, int) and not isinstance(default, bool):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ConfigError(f"config field {key} must be an integer, got {value!r}")
+            elif isinstance(default, float):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise ConfigError(f"config field {key} must be a number, got {value!r}")
+                value = float(value)
+            elif isinstance(default, str) or default is None:
+                if value is not None and not isinstance(value, (str, int, float)):
+                    raise ConfigError(f"config field {key} has an invalid value {value!r}")
+            kwargs[key] = value
+        cfg = cls(**kwargs)
+        return cfg
+
+    def validate(self) -> "Config":
+        """Check every field; raise one ConfigError naming the field and the fix."""
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(msg)
+
+        def finite(name: str) -> float:
+            value = getattr(self, name)
+            need(
+                isinstance(value, (int, float)) and math.isfinite(value),
+                f"{name} must be a finite number, got {value!r}",
+            )
+            return float(value)
+
+        need(isinstance(self.env, str) and bool(self.env), "env must be a non-empty env id")
+        for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "updates_per_step"):
+            need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_starts", "eval_every", "log_every", "checkpoint_every"):
+            need(int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        need(
+            self.final_eval_episodes >= 0,
+            f"final_eval_episodes must be >= 0, got {self.final_eval_episodes}",
+        )
+        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        need(self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}")
+        need(0.0 <= finite("gamma") <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("actor_lr", "critic_lr", "alpha_lr"):
+            need(finite(name) > 0.0, f"{name} must be > 0 (a learning rate), got {getattr(self, name)}")
+        need(
+            0.0 < finite("target_update_rate") <= 1.0,
+            f"target_update_rate must be in (0, 1], got {self.target_update_rate}",
+        )
+        need(finite("alpha") >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        need(
+            not (self.autotune_alpha and self.alpha <= 0.0),
+            "alpha must be > 0 when autotune_alpha is on (it is tuned in log space)",
+        )
+        need(
+            0.0 <= finite("target_entropy_ratio") <= 1.0,
+            f"target_entropy_ratio must be in [0, 1], got {self.target_entropy_ratio}",
+        )
+        need(
+            finite("gumbel_temperature") > 0.0,
+            f"gumbel_temperature must be > 0 (tau = 0 divides by zero), got {self.gumbel_temperature}",
+        )
+        if self.gumbel_temperature_final is not None:
+            need(
+                finite("gumbel_temperature_final") > 0.0,
+                f"gumbel_temperature_final must be > 0, got {self.gumbel_temperature_final}",
+            )
+        need(
+            self.temperature_schedule in ("linear", "exponential"),
+            f"temperature_schedule must be 'linear' or 'exponential', got {self.temperature_schedule!r}",
+        )
+        need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
+        need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
+        need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
+        need(
+            len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+            f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
+        )
+        need(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto, cpu or cuda, got {self.device!r}",
+        )
+        need(
+            self.batch_size <= self.buffer_size,
+            f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})",
+        )
+        # Estimator name and its options (tau >= 1 for reinmax, ...) are checked by the
+        # estimator module, the one place that knows them.
+        from gumbel_ac import estimators
+
+        try:
+            estimators.get_estimator(self.estimator)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        check = getattr(estimators, "validate_estimator_options", None)
+        if check is not None:
+            taus = [self.gumbel_temperature]
+            if self.gumbel_temperature_final is not None:
+                taus.append(self.gumbel_temperature_final)
+            for tau in taus:
+                try:
+                    check(self.estimator, tau=tau, rao_samples=self.rao_samples)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+        return self
+
+    def temperature_at(self, step: int) -> float:
+        """Gumbel temperature after ``step`` env steps (a Python float: no device sync)."""
+        if self.gumbel_temperature_final is None:
+            return self.gumbel_temperature
+        frac = min(1.0, max(0.0, step / self.temperature_anneal_steps))
+        start, end = self.gumbel_temperature, self.gumbel_temperature_final
+        if self.temperature_schedule == "linear":
+            return start + frac * (end - start)
+        return start * (end / start) ** frac

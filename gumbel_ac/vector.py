@@ -1,0 +1,270 @@
+"""Adapters from Gymnasium vector envs and our batched torch envs to :class:`BatchedEnv`.
+
+``make_env(env_id, ...)`` is the one entry point:
+
+* ids in the ``gumbel_ac/`` namespace build our batched torch envs (state on ``device``;
+  the adapter is a thin pass-through, no host copies);
+* any other Gymnasium id builds ``gymnasium.make_vec``: the env's own vectorized
+  implementation where it has one (CartPole's numpy ``CartPoleVectorEnv``, NEXT_STEP
+  autoreset), otherwise ``SyncVectorEnv`` with SAME_STEP autoreset. Both are presented with
+  SAME_STEP semantics plus a ``valid`` mask (DESIGN.md §6).
+
+Observations are flattened to float32 ``[N, D]``; ``Discrete`` observations are one-hot
+encoded. Other observation spaces are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
+from gumbel_ac.protocol import BatchStep
+
+TORCH_NAMESPACE = "gumbel_ac/"
+
+
+class UnknownEnvError(ValueError):
+    """The env id is not registered with Gymnasium."""
+
+
+class ObsEncoder:
+    """Flattens Box observations and one-hot encodes Discrete ones, on tensors."""
+
+    def __init__(self, space: gym.Space[Any]) -> None:
+        if isinstance(space, gym.spaces.Discrete):
+            self.kind, self.n, self.start = "discrete", int(space.n), int(space.start)
+            self.dim = self.n
+        elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
+            self.kind = "box"
+            self.dim = int(np.prod(space.shape)) if space.shape else 1
+        else:
+            raise UnsupportedSpaceError(
+                f"observation space {space} is not supported: gumbel_ac takes Box or Discrete "
+                "observations (flatten Dict/Tuple observations with gymnasium.wrappers.FlattenObservation)."
+            )
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.kind == "discrete":
+            return torch.nn.functional.one_hot(obs.reshape(-1).long() - self.start, self.n).float()
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+def describe_spaces(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> dict[str, Any]:
+    """A JSON description of the spaces, stored in checkpoints and compared on load."""
+
+    def one(space: gym.Space[Any]) -> dict[str, Any]:
+        if isinstance(space, gym.spaces.Discrete):
+            return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return {"type": "MultiDiscrete", "nvec": [int(n) for n in np.asarray(space.nvec).reshape(-1)]}
+        if isinstance(space, gym.spaces.Box):
+            return {"type": "Box", "shape": [int(s) for s in space.shape], "dtype": str(space.dtype)}
+        if isinstance(space, gym.spaces.MultiBinary):
+            return {"type": "MultiBinary", "shape": [int(s) for s in np.atleast_1d(space.n)]}
+        return {"type": type(space).__name__}
+
+    return {"observation_space": one(obs_space), "action_space": one(action_space)}
+
+
+class _EpisodeStats:
+    """Per-env running return/length on the device (works for numpy-backed envs too)."""
+
+    def __init__(self, num_envs: int, device: torch.device) -> None:
+        self.ret = torch.zeros(num_envs, device=device)
+        self.length = torch.zeros(num_envs, dtype=torch.long, device=device)
+
+    def step(self, reward: torch.Tensor, done: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        inc = torch.ones_like(self.length) if valid is None else valid.long()
+        self.ret += reward if valid is None else reward * valid
+        self.length += inc
+        finished_ret, finished_len = self.ret.clone(), self.length.clone()
+        self.ret.masked_fill_(done, 0.0)
+        self.length.masked_fill_(done, 0)
+        return finished_ret, finished_len
+
+
+class GymVectorAdapter:
+    """A Gymnasium ``VectorEnv`` (numpy) as a :class:`BatchedEnv` on ``device``."""
+
+    def __init__(self, env: gym.vector.VectorEnv, device: torch.device) -> None:
+        self.env = env
+        self.device = device
+        self.num_envs = env.num_envs
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        self.spec = ActionSpec.from_space(env.single_action_space)
+        self.encode = ObsEncoder(env.single_observation_space)
+        self.obs_dim = self.encode.dim
+        self.mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise UnsupportedSpaceError(f"autoreset mode {self.mode} is not supported")
+        self._stats = _EpisodeStats(self.num_envs, device)
+        self._prev_done = np.zeros(self.num_envs, dtype=bool)
+
+    def _to_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return self.encode(torch.as_tensor(np.asarray(obs)).to(self.device))
+
+    def reset(self, *, seed: int | None = None) -> torch.Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        self._prev_done[:] = False
+        self._stats = _EpisodeStats(self.num_envs, self.device)
+        return self._to_tensor(obs)
+
+    def step(self, actions: torch.Tensor) -> BatchStep:
+        act = actions.detach().cpu().numpy()
+        if self.spec.num_heads == 1:
+            act = act.reshape(self.num_envs)
+        obs, reward, terminated, truncated, info = self.env.step(act)
+        done = np.logical_or(terminated, truncated)
+        obs_t = self._to_tensor(obs)
+        if self.mode == AutoresetMode.NEXT_STEP:
+            # The step after a done only resets: not a transition (DESIGN.md §6).
+            valid_np = ~self._prev_done
+            valid: torch.Tensor | None = torch.as_tensor(valid_np, device=self.device)
+            next_obs = obs_t
+            self._prev_done = done.copy()
+        else:
+            valid = None
+            next_obs = obs_t
+            if "_final_obs" in info and np.any(info["_final_obs"]):
+                final = np.array(obs, copy=True)
+                for i in np.flatnonzero(info["_final_obs"]):
+                    final[i] = info["final_obs"][i]
+                next_obs = self._to_tensor(final)
+        reward_t = torch.as_tensor(np.asarray(reward, dtype=np.float32), device=self.device)
+        done_t = torch.as_tensor(done, device=self.device)
+        ep_ret, ep_len = self._stats.step(reward_t, done_t, valid)
+        return BatchStep(
+            obs=obs_t,
+            reward=reward_t,
+            terminated=torch.as_tensor(np.asarray(terminated, dtype=bool), device=self.device),
+            truncated=torch.as_tensor(np.asarray(truncated, dtype=bool), device=self.device),
+            next_obs=next_obs,
+            valid=valid,
+            episode_done=done_t if valid is None else done_t & valid,
+            episode_return=ep_ret,
+            episode_length=ep_len,
+        )
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class TorchVectorAdapter:
+    """One of our batched torch envs (``gumbel_ac.envs``) as a :class:`BatchedEnv`.
+
+    A pass-through: the env already keeps state, autoreset and episode statistics on the
+    device; only observations are flattened/encoded and the action validation that would
+    cost a host sync is switched off by the caller (``validate_actions=False``).
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.device = torch.device(env.device)
+        self.num_envs = env.num_envs
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        self.spec = ActionSpec.from_space(env.single_action_space)
+        self.encode = ObsEncoder(env.single_observation_space)
+        self.obs_dim = self.encode.dim
+
+    def reset(self, *, seed: int | None = None) -> torch.Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        return self.encode(obs)
+
+    def step(self, actions: torch.Tensor) -> BatchStep:
+        if self.spec.num_heads == 1:
+            actions = actions.reshape(self.num_envs)
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        obs_t = self.encode(obs)
+        return BatchStep(
+            obs=obs_t,
+            reward=reward.float(),
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=self.encode(info["final_obs"]),
+            valid=None,
+            episode_done=info["_episode"],
+            episode_return=info["episode"]["r"],
+            episode_length=info["episode"]["l"],
+        )
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu or auto.")
+    return torch.device(device)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`UnknownEnvError` with close matches when ``env_id`` is not registered."""
+    if env_id.startswith(TORCH_NAMESPACE):
+        import gumbel_ac.envs  # noqa: F401  (registers the namespace)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownEnvError(f"unknown env id {env_id!r}: it is not registered with Gymnasium.{hint}")
+
+
+def make_env(
+    env_id: str,
+    *,
+    num_envs: int,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+    render_mode: str | None = None,
+    **env_kwargs: Any,
+) -> GymVectorAdapter | TorchVectorAdapter:
+    """Build ``num_envs`` copies of ``env_id`` as a :class:`BatchedEnv` on ``device``.
+
+    The returned adapter exposes ``spec`` (:class:`ActionSpec`) and ``obs_dim`` as well.
+    ``seed`` is only stored for the caller's first ``reset(seed=...)``.
+    """
+    device = torch.device(device)
+    check_env_id(env_id)
+    if env_id.startswith(TORCH_NAMESPACE):
+        env = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            device=device,
+            validate_actions=False,
+            render_mode=render_mode,
+            **env_kwargs,
+        )
+        adapter: GymVectorAdapter | TorchVectorAdapter = TorchVectorAdapter(env)
+    else:
+        spec = gym.spec(env_id)
+        kwargs = dict(env_kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        if spec.vector_entry_point is not None and render_mode is None:
+            env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+        else:
+            env = gym.make_vec(
+                env_id,
+                num_envs=num_envs,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                **kwargs,
+            )
+        adapter = GymVectorAdapter(env, device)
+    return adapter
