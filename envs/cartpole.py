@@ -126,7 +126,7 @@ class CartPoleEnv(TorchVectorEnv):
         return (x, x_dot, theta, theta_dot), reward, terminated
 
     def _observe(self, state: State) -> torch.Tensor:
-        return torch.stack(state, dim=1).to(torch.float32)
+        return torch.stack([s.to(torch.float32) for s in state], dim=1)
 
     # ------------------------------------------------------------------ rendering
     screen_width = 600
