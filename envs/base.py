@@ -77,6 +77,46 @@ def expand_mask(mask_N: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask_N.view(mask_N.shape + (1,) * (like.dim() - 1))
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _mul_mod32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``(x * c) mod 2**32`` for int64 ``x`` in ``[0, 2**32)`` without int64 overflow.
+
+    Splitting ``c`` into 16-bit halves keeps every product below 2**49: signed overflow is
+    undefined behaviour in C++ (inductor's CPU code) and we want the same bits everywhere.
+    """
+    lo = x * (c & 0xFFFF)
+    hi = ((x * (c >> 16)) & 0xFFFF) << 16
+    return (lo + hi) & _M32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """Chris Wellons' "lowbias32" integer hash (a bijection of 32-bit values), on int64 tensors.
+
+    Source: https://nullprogram.com/blog/2018/07/31/ (constants 0x7feb352d, 0x846ca68b).
+    """
+    x = x ^ (x >> 16)
+    x = _mul_mod32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul_mod32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def hash_uniform(key_2: torch.Tensor, counter: torch.Tensor, n: int, r: int) -> torch.Tensor:
+    """``[n, r]`` float32 uniforms in [0, 1) from a counter-based hash generator.
+
+    Args:
+        key_2: int64 ``[2]`` key words in ``[0, 2**32)`` (drawn from the env's generator).
+        counter: int64 0-d tensor, the step index; each step uses ``n * r`` fresh counters.
+        n, r: output shape (rows, uniforms per row).
+    """
+    idx = counter * (n * r) + torch.arange(n * r, device=key_2.device, dtype=torch.int64)
+    h = _hash32((idx & _M32) ^ key_2[0])
+    h = _hash32(h ^ (((idx >> 32) + key_2[1]) & _M32))
+    return ((h >> 8).to(torch.float32) * (1.0 / (1 << 24))).view(n, r)
+
+
 class TorchVectorEnv(gym.vector.VectorEnv):
     """A population of ``num_envs`` episodes in tensors on one device (Gymnasium ``VectorEnv``).
 
@@ -102,7 +142,9 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             warning when compilation is unavailable or fails).
         compile_mode: the ``mode`` passed to ``torch.compile`` (e.g. ``"reduce-overhead"`` for
             CUDA graphs on a GPU); ``None`` for the default.
-        reset_block: number of steps of candidate start states drawn per generator call.
+        reset_block: steps of start-state noise drawn per generator call (``noise="generator"``).
+        noise: source of start-state noise: ``"generator"``, ``"hash"`` or ``"auto"`` (hash
+            when compiled, generator otherwise); see the module docstring.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -113,8 +155,8 @@ class TorchVectorEnv(gym.vector.VectorEnv):
     single_action_space: spaces.Discrete
     #: Floating dtype of the state (``None``: as sampled). Classic control: float64 by default.
     dtype: torch.dtype | None = None
-    #: Whether ``_sample_reset_states`` is random (False: drawn once and reused, e.g. DeepSea).
-    stochastic_reset: ClassVar[bool] = True
+    #: Uniforms per row needed by ``_reset_from_uniform`` (0: deterministic start, e.g. DeepSea).
+    reset_noise_dim: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -127,7 +169,10 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         compile: bool = False,
         compile_mode: str | None = None,
         reset_block: int = 64,
+        noise: str = "auto",
     ) -> None:
+        if noise not in ("auto", "generator", "hash"):
+            raise ValueError(f"noise must be 'auto', 'generator' or 'hash', got {noise!r}.")
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}.")
         if max_episode_steps is not None and max_episode_steps < 1:
@@ -145,7 +190,10 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         self.render_mode = render_mode
         self.render_env_index = 0
         self.validate_actions = validate_actions
-        self.reset_block = int(reset_block) if self.stochastic_reset else 1
+        self.reset_block = int(reset_block) if self.reset_noise_dim > 0 else 1
+        self.noise = ("hash" if compile else "generator") if noise == "auto" else noise
+        if self.reset_noise_dim == 0:
+            self.noise = "generator"  # nothing random to draw: a block of one, reused
         self._compile_requested = compile
         self._compile_mode = compile_mode
         self._generator = torch.Generator(device=self.device)
@@ -154,6 +202,8 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         self._state: State | None = None
         self._reset_states_K: State = ()
         self._reset_index = 0
+        self._hash_key_2 = torch.zeros(2, dtype=torch.int64, device=self.device)
+        self._hash_counter = torch.zeros((), dtype=torch.int64, device=self.device)
         self._ep_return_N = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
         self._ep_length_N = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._transition_fn: Callable[..., Any] = self._transition
@@ -161,8 +211,11 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         self._compiled_checked = True
 
     # ------------------------------------------------------------------ subclass hooks
-    def _sample_reset_states(self, k: int, generator: torch.Generator) -> State:
-        """``k`` candidate start states for every row: a tuple of tensors ``[k, N, ...]``."""
+    def _reset_from_uniform(self, u: torch.Tensor) -> State:
+        """Start states from uniforms ``u`` (``[..., N, reset_noise_dim]``, float32 in [0, 1)).
+
+        Returns a tuple of tensors ``[..., N, ...]`` (the leading dims of ``u`` kept). Pure.
+        """
         raise NotImplementedError
 
     def _dynamics(self, state: State, actions_N: torch.Tensor) -> tuple[State, torch.Tensor, torch.Tensor]:
@@ -250,9 +303,18 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             self._on_seed(self._generator)
         if options is not None:
             self._parse_reset_options(options)
-        self._refill_reset_states()
-        self._state = tuple(self._cast(t[0]) for t in self._reset_states_K)
-        self._reset_index = 1
+        if self.noise == "hash":
+            self._hash_key_2 = torch.randint(
+                0, 1 << 32, (2,), generator=self._generator, device=self.device, dtype=torch.int64
+            )
+            self._hash_counter = torch.zeros((), dtype=torch.int64, device=self.device)
+            u = hash_uniform(self._hash_key_2, self._hash_counter, self.num_envs, self.reset_noise_dim)
+            self._state = tuple(self._cast(t) for t in self._reset_from_uniform(u))
+            self._hash_counter = self._hash_counter + 1
+        else:
+            self._refill_reset_states()
+            self._state = tuple(self._cast(t[0]) for t in self._reset_states_K)
+            self._reset_index = 1
         self._ep_return_N.zero_()
         self._ep_length_N.zero_()
         return self._observe(self._state), {}
@@ -262,9 +324,13 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         return t.to(self.dtype) if (self.dtype is not None and t.is_floating_point()) else t.clone()
 
     def _refill_reset_states(self) -> None:
-        self._reset_states_K = tuple(
-            t.contiguous() for t in self._sample_reset_states(self.reset_block, self._generator)
+        u = torch.rand(
+            (self.reset_block, self.num_envs, self.reset_noise_dim),
+            generator=self._generator,
+            device=self.device,
+            dtype=torch.float32,
         )
+        self._reset_states_K = tuple(t.contiguous() for t in self._reset_from_uniform(u))
         self._reset_index = 0
 
     def step(
@@ -274,13 +340,15 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         if self._state is None:
             raise RuntimeError(f"Call reset() before step() on {type(self).__name__}.")
         actions_N = self._check_actions(actions)
-        if self.stochastic_reset:
+        if self.noise == "hash":
+            noise_src: tuple[torch.Tensor, ...] = (self._hash_key_2, self._hash_counter)
+        elif self.reset_noise_dim > 0:
             if self._reset_index >= self.reset_block:
                 self._refill_reset_states()
-            reset_state = tuple(t[self._reset_index] for t in self._reset_states_K)
+            noise_src = tuple(t[self._reset_index] for t in self._reset_states_K)
             self._reset_index += 1
         else:
-            reset_state = tuple(t[0] for t in self._reset_states_K)
+            noise_src = tuple(t[0] for t in self._reset_states_K)
         (
             self._state,
             obs,
@@ -293,7 +361,10 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             ep_length,
             self._ep_return_N,
             self._ep_length_N,
-        ) = self._call_transition(self._state, actions_N, reset_state, self._ep_return_N, self._ep_length_N)
+            counter,
+        ) = self._call_transition(self._state, actions_N, noise_src, self._ep_return_N, self._ep_length_N)
+        if counter is not None:
+            self._hash_counter = counter
         if self._masks_as_uint8:
             terminated, truncated, done = (m.view(torch.bool) for m in (terminated, truncated, done))
         info = {
@@ -321,15 +392,25 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         self,
         state: State,
         actions_N: torch.Tensor,
-        reset_state: State,
+        noise_src: tuple[torch.Tensor, ...],
         ep_return_N: torch.Tensor,
         ep_length_N: torch.Tensor,
     ) -> tuple[Any, ...]:
         """Dynamics + time limit + SAME_STEP autoreset + statistics: one pure graph.
 
-        Returns ``(new_state, obs, reward, terminated, truncated, done, final_obs,
-        finished_return, finished_length, running_return, running_length)``.
+        ``noise_src`` is the candidate reset state (``noise="generator"``) or ``(key,
+        counter)`` of the hash generator. Returns ``(new_state, obs, reward, terminated,
+        truncated, done, final_obs, finished_return, finished_length, running_return,
+        running_length, next_counter or None)``.
         """
+        if self.noise == "hash":
+            key_2, counter = noise_src
+            u = hash_uniform(key_2, counter, self.num_envs, self.reset_noise_dim)
+            reset_state = self._reset_from_uniform(u)
+            next_counter: torch.Tensor | None = counter + 1
+        else:
+            reset_state = noise_src
+            next_counter = None
         next_state, reward_N, terminated_N = self._dynamics(state, actions_N)
         reward_N = reward_N.to(torch.float32)
         final_obs = self._observe(next_state)
@@ -367,6 +448,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             length_N,
             running_return_N,
             running_length_N,
+            next_counter,
         )
 
     # ------------------------------------------------------------------ validation

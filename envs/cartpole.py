@@ -34,7 +34,7 @@ class CartPoleEnv(TorchVectorEnv):
 
     Args:
         num_envs, device, max_episode_steps, render_mode, validate_actions, seed, compile,
-            compile_mode, reset_block: see :class:`~gumbel_ac.envs.base.TorchVectorEnv`.
+            compile_mode, reset_block, noise: see :class:`~gumbel_ac.envs.base.TorchVectorEnv`.
         sutton_barto_reward: Gymnasium's option: reward 0 per step and -1 on termination.
         dtype: floating dtype of the state (float64 matches Gymnasium; see module docstring).
     """
@@ -44,6 +44,7 @@ class CartPoleEnv(TorchVectorEnv):
         "render_modes": ["rgb_array"],
         "render_fps": 50,
     }
+    reset_noise_dim: ClassVar[int] = 4
 
     # Physical constants: gymnasium/envs/classic_control/cartpole.py CartPoleEnv.__init__.
     gravity = 9.8
@@ -68,6 +69,7 @@ class CartPoleEnv(TorchVectorEnv):
         compile: bool = False,
         compile_mode: str | None = None,
         reset_block: int = 64,
+        noise: str = "auto",
         sutton_barto_reward: bool = False,
         dtype: torch.dtype = torch.float64,
     ) -> None:
@@ -81,6 +83,7 @@ class CartPoleEnv(TorchVectorEnv):
             compile=compile,
             compile_mode=compile_mode,
             reset_block=reset_block,
+            noise=noise,
         )
         self.sutton_barto_reward = sutton_barto_reward
         self.dtype = dtype
@@ -96,11 +99,10 @@ class CartPoleEnv(TorchVectorEnv):
         # Same option names and checks as Gymnasium's CartPole reset.
         self.low, self.high = cc_utils.maybe_parse_reset_bounds(options, -0.05, 0.05)
 
-    def _sample_reset_states(self, k: int, generator: torch.Generator) -> State:
-        # [k, 4, N] so that each state variable of one step is a contiguous [N] vector.
-        u = torch.rand((k, 4, self.num_envs), generator=generator, device=self.device, dtype=torch.float32)
-        u = u.mul_(self.high - self.low).add_(self.low)
-        return (u[:, 0], u[:, 1], u[:, 2], u[:, 3])
+    def _reset_from_uniform(self, u: torch.Tensor) -> State:
+        # Gymnasium: every state variable uniform in (low, high), default (-0.05, 0.05).
+        v = u * (self.high - self.low) + self.low
+        return (v[..., 0], v[..., 1], v[..., 2], v[..., 3])
 
     def _dynamics(self, state: State, actions_N: torch.Tensor) -> tuple[State, torch.Tensor, torch.Tensor]:
         x, x_dot, theta, theta_dot = state

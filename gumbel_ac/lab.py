@@ -135,20 +135,26 @@ def draw_gradients(
 
 
 def summarize(grads_SMK: torch.Tensor, exact_SK: torch.Tensor) -> dict[str, float]:
-    """Bias / cosine / variance / MSE of draws ``[S, M, K]`` against ``exact [S, K]``, mean over S."""
+    """Bias / cosine / variance / MSE of draws ``[S, M, K]`` against ``exact [S, K]``.
+
+    With several instances (states) the relative bias and the cosine are *pooled*, i.e.
+    computed on the ``S * K`` vector of all instances' gradients -- a per-state ratio would
+    be dominated by states where the policy is nearly deterministic and ``||g*||`` ~ 0.
+    Variance and MSE are means over instances. For one instance these are the plain
+    definitions of the module docstring.
+    """
     g = grads_SMK.double()
     ex = exact_SK.double()
+    draws = g.shape[1]
     mean_SK = g.mean(1)
-    norm_S = ex.norm(dim=-1).clamp_min(1e-30)
+    norm2 = ex.pow(2).sum().clamp_min(1e-300)
     variance_S = (g - mean_SK[:, None]).pow(2).sum(-1).mean(1)
     mse_S = (g - ex[:, None]).pow(2).sum(-1).mean(1)
-    bias_S = (mean_SK - ex).norm(dim=-1) / norm_S
-    noise_S = (variance_S / g.shape[1]).sqrt() / norm_S
-    cosine_S = torch.nn.functional.cosine_similarity(mean_SK, ex, dim=-1, eps=1e-30)
+    cosine = torch.nn.functional.cosine_similarity(mean_SK.reshape(1, -1), ex.reshape(1, -1), dim=-1, eps=1e-30)
     return {
-        "bias": float(bias_S.mean()),
-        "bias_noise": float(noise_S.mean()),
-        "cosine": float(cosine_S.mean()),
+        "bias": float(((mean_SK - ex).pow(2).sum() / norm2).sqrt()),
+        "bias_noise": float((variance_S.sum() / draws / norm2).sqrt()),
+        "cosine": float(cosine[0]),
         "variance": float(variance_S.mean()),
         "mse": float(mse_S.mean()),
         "exact_norm": float(ex.norm(dim=-1).mean()),

@@ -33,6 +33,7 @@ import torch
 
 from gumbel_ac.agent import Agent
 from gumbel_ac.estimators import EstimatorFn
+from gumbel_ac.optim import FlatAdam, attach_flat_grad_, flatten_parameters_
 
 
 @dataclass(frozen=True)
@@ -120,40 +121,44 @@ def alpha_loss(agent: Agent, entropy: torch.Tensor) -> torch.Tensor:
 
 def make_optimizer(
     agent: Agent, *, actor_lr: float, critic_lr: float, alpha_lr: float, autotune_alpha: bool
-) -> tuple[torch.optim.Optimizer, torch.Tensor]:
-    """One Adam over all trained parameters (three lr groups) and a flat gradient buffer.
+) -> tuple[FlatAdam, torch.Tensor]:
+    """Flatten the agent's trained parameters and return ``(FlatAdam, flat_grad)``.
 
-    Every parameter's ``.grad`` is a view into one flat tensor, so zeroing, the finiteness
-    check, masking and (for DDP) the all-reduce are one op each instead of one per tensor.
-    Adam uses the ``foreach`` multi-tensor path.
+    Buffer order is actor, critic, log_alpha (when tuned): the critic's slice is contiguous,
+    so the Polyak update of the (also flattened) target critic is ONE ``lerp_``. Every
+    ``.grad`` is a view into ``flat_grad``: zeroing, the finiteness check, masking and (for
+    DDP) the all-reduce are one op each. Call after ``agent.to(device)``.
     """
-    groups = [
-        {"params": list(agent.actor.parameters()), "lr": actor_lr, "name": "actor"},
-        {"params": list(agent.critic.parameters()), "lr": critic_lr, "name": "critic"},
-    ]
+    actor = list(agent.actor.parameters())
+    critic = list(agent.critic.parameters())
+    alpha = [agent.log_alpha] if autotune_alpha else []
+    agent.log_alpha.requires_grad_(autotune_alpha)
+    params = actor + critic + alpha
+    flat_param = flatten_parameters_(params)
+    flat_grad = attach_flat_grad_(params, flat_param)
+    n_actor, n_critic = sum(p.numel() for p in actor), sum(p.numel() for p in critic)
+    groups = [("actor", n_actor, actor_lr), ("critic", n_critic, critic_lr)]
     if autotune_alpha:
-        agent.log_alpha.requires_grad_(True)
-        groups.append({"params": [agent.log_alpha], "lr": alpha_lr, "name": "alpha"})
-    else:
-        agent.log_alpha.requires_grad_(False)
-    params = [p for g in groups for p in g["params"]]
-    flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=params[0].dtype)
-    offset = 0
-    for p in params:
-        p.grad = flat[offset : offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return torch.optim.Adam(groups, foreach=True), flat
+        groups.append(("alpha", 1, alpha_lr))
+    # Target critic: same parameter order as the critic, one flat buffer.
+    agent.flat_critic = flat_param[n_actor : n_actor + n_critic]
+    agent.flat_critic_target = flatten_parameters_(list(agent.critic_target.parameters()))
+    return FlatAdam(flat_param, flat_grad, groups), flat_grad
 
 
 def polyak_update(agent: Agent, rate: float) -> None:
-    """``target <- target + rate * (online - target)`` over all critic tensors in one foreach op."""
+    """``target <- target + rate * (online - target)``: one op on the flat buffers."""
     with torch.no_grad():
-        torch._foreach_lerp_(list(agent.critic_target.parameters()), list(agent.critic.parameters()), rate)
+        flat_target = getattr(agent, "flat_critic_target", None)
+        if flat_target is not None:
+            flat_target.lerp_(agent.flat_critic, rate)
+        else:
+            torch._foreach_lerp_(list(agent.critic_target.parameters()), list(agent.critic.parameters()), rate)
 
 
 def update(
     agent: Agent,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatAdam,
     flat_grad: torch.Tensor,
     batch: Batch,
     estimator: EstimatorFn,
