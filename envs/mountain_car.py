@@ -82,8 +82,9 @@ class MountainCarEnv(TorchVectorEnv):
 
     def _dynamics(self, state: State, actions_N: torch.Tensor) -> tuple[State, torch.Tensor, torch.Tensor]:
         position, velocity = state
-        velocity = velocity + (actions_N - 1).to(velocity.dtype) * self.force + torch.cos(3 * position) * (
-            -self.gravity
+        # Same association as Gymnasium: v += ((a - 1) * force + cos(3 x) * (-gravity)).
+        velocity = velocity + (
+            (actions_N - 1).to(velocity.dtype) * self.force + torch.cos(3 * position) * (-self.gravity)
         )
         velocity = velocity.clamp(-self.max_speed, self.max_speed)
         position = (position + velocity).clamp(self.min_position, self.max_position)

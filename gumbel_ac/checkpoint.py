@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,8 @@ def save_checkpoint(
         _fsync_write(tmp / MODEL_FILE, model_bytes)
         files[MODEL_FILE] = _sha256(model_bytes)
         if training_state:
-            train_bytes = st_save({k: v.detach().cpu().contiguous() for k, v in training_state.items()})
+            # Copies: env/replay tensors may be views sharing storage, which safetensors refuses.
+            train_bytes = st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in training_state.items()})
             _fsync_write(tmp / TRAINING_FILE, train_bytes)
             files[TRAINING_FILE] = _sha256(train_bytes)
         meta = {
@@ -149,9 +152,14 @@ def save_checkpoint(
             "training": training_meta or {},
         }
         _fsync_write(tmp / META_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-        if final.exists():
-            shutil.rmtree(final)
+        old = None
+        if final.exists():  # same step written again: move the old one aside, never delete first
+            old = root / f".step_{step:09d}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
         os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         dir_fd = os.open(root, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -163,6 +171,42 @@ def save_checkpoint(
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def clean_stale_temp(run_dir: str | Path) -> list[Path]:
+    """Remove ``.step_*.tmp-PID`` / ``.old-PID`` folders that a killed writer left behind.
+
+    Called when a run is resumed (only one process may write a run folder at a time).
+    Returns what was removed.
+    """
+    root = Path(run_dir) / "checkpoints"
+    removed = []
+    if root.is_dir():
+        for child in root.iterdir():
+            if re.match(r"^\.step_\d+\.(tmp|old)-\d+$", child.name):
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
+    return removed
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder of a run folder or of one of its checkpoint folders."""
+    p = Path(path)
+    if (p / META_FILE).is_file() and p.parent.name == "checkpoints":
+        return p.parent.parent
+    return p
+
+
+def read_training_state(ckpt: Path, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The resume state of a checkpoint: ``training.safetensors`` tensors and the manifest's
+    ``training`` object. Shapes and meanings are checked by the trainer, which owns them."""
+    if TRAINING_FILE not in meta["files"]:
+        raise CheckpointError(f"{ckpt / META_FILE}: no {TRAINING_FILE}: the checkpoint holds weights only, "
+                              "it cannot be resumed")
+    training = meta.get("training")
+    if not isinstance(training, dict) or not training:
+        raise CheckpointError(f"{ckpt / META_FILE}: field 'training' is missing; the checkpoint cannot be resumed")
+    return read_tensors(ckpt, TRAINING_FILE, meta), training
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -179,16 +223,30 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def _read_capped(path: Path, cap: int) -> bytes:
+    """The bytes of a regular file of at most ``cap`` bytes, else a :class:`CheckpointError`.
+
+    Refuses anything but a regular file (a FIFO would block forever, ``/dev/zero`` behind a
+    symlink would never end) and never reads more than ``cap + 1`` bytes, even if the file
+    grows between ``stat`` and ``read``.
+    """
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file is missing") from None
-    if size > cap:
-        raise CheckpointError(f"{path}: file is {size} bytes, more than the {cap}-byte limit")
-    try:
-        return path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file")
+    if st.st_size > cap:
+        raise CheckpointError(f"{path}: file is {st.st_size} bytes, more than the {cap}-byte limit")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(cap + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise CheckpointError(f"{path}: file is more than the {cap}-byte limit")
+    return data
 
 
 def read_meta(ckpt_dir: Path) -> dict[str, Any]:
@@ -197,8 +255,10 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     raw = _read_capped(path, MAX_META_BYTES)
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and ints over 4300 digits
         raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is corrupt") from None
+    except RecursionError:  # e.g. 100k nested brackets: json's C parser recurses
+        raise CheckpointError(f"{path}: JSON nested too deeply; the checkpoint is corrupt") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
@@ -218,27 +278,36 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     if meta["step"] < 0 or not (0 < meta["obs_dim"] <= 1 << 24):
         raise CheckpointError(f"{path}: step or obs_dim out of range")
     nvec = meta["action_nvec"]
-    if not nvec or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 16 for n in nvec):
+    if not nvec or len(nvec) > 64 or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 16 for n in nvec):
         raise CheckpointError(f"{path}: action_nvec must be a list of positive integers")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["files"].items()):
         raise CheckpointError(f"{path}: field 'files' must map file names to sha256 strings")
     if MODEL_FILE not in meta["files"]:
         raise CheckpointError(f"{path}: the manifest lists no {MODEL_FILE}")
+    if not isinstance(meta.get("training", {}), dict):
+        raise CheckpointError(f"{path}: field 'training' must be a JSON object")
     return meta
 
 
-def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Read one safetensors file listed in the manifest, after checking its sha256."""
+def read_tensors(
+    ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Read one safetensors file listed in the manifest, after checking its sha256.
+
+    ``cap`` bounds the file size (default :data:`MAX_TENSOR_FILE_BYTES`); the tensors built
+    are never larger than the file, since safetensors refuses headers whose declared shapes
+    the data section does not back.
+    """
     if name not in meta["files"]:
         raise CheckpointError(f"{ckpt_dir / META_FILE}: the manifest lists no {name}")
     path = ckpt_dir / name
-    data = _read_capped(path, MAX_TENSOR_FILE_BYTES)
+    data = _read_capped(path, MAX_TENSOR_FILE_BYTES if cap is None else min(cap, MAX_TENSOR_FILE_BYTES))
     if _sha256(data) != meta["files"][name]:
         raise CheckpointError(f"{path}: checksum mismatch: the file is corrupt or was modified")
     try:
         return st_load(data)
-    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    except (SafetensorError, ValueError, RuntimeError, OverflowError, TypeError, KeyError, MemoryError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {exc})") from None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -256,6 +325,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return ckpts[-1]
 
 
+def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agent:
+    alpha = config.alpha if math.isfinite(config.alpha) else 0.05  # log_alpha is overwritten on load
+    return make_agent(
+        obs_dim=meta["obs_dim"],
+        spec=spec,
+        hidden_sizes=config.hidden_sizes,
+        alpha=max(alpha, 1e-8),
+        target_entropy_ratio=config.target_entropy_ratio if math.isfinite(config.target_entropy_ratio) else 0.0,
+    )
+
+
 def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Load the agent of a run or checkpoint folder, validating everything on the way."""
     ckpt = resolve_checkpoint(path)
@@ -270,15 +350,14 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
         raise CheckpointError(f"{ckpt / META_FILE}: {exc}") from None
     if not (1 <= len(config.hidden_sizes) <= 16 and all(1 <= h <= 1 << 16 for h in config.hidden_sizes)):
         raise CheckpointError(f"{ckpt / META_FILE}: hidden_sizes {config.hidden_sizes} out of range")
-    agent = make_agent(
-        obs_dim=meta["obs_dim"],
-        spec=spec,
-        hidden_sizes=config.hidden_sizes,
-        alpha=max(config.alpha, 1e-8),
-        target_entropy_ratio=config.target_entropy_ratio,
-    )
-    tensors = read_tensors(ckpt, MODEL_FILE, meta)
-    expected = agent.state_dict()
+    # Build the architecture on the meta device first (no memory): the manifest's sizes could
+    # describe a terabyte network. Its exact byte count then caps how much of model.safetensors
+    # we read, and only after the file's tensors match it is the real agent allocated.
+    with torch.device("meta"):
+        skeleton = _build_agent(meta, config, spec)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    tensor_bytes = sum(v.numel() * v.element_size() for v in skeleton.state_dict().values())
+    tensors = read_tensors(ckpt, MODEL_FILE, meta, cap=tensor_bytes + MAX_META_BYTES)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
@@ -286,15 +365,18 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
             f"{ckpt / MODEL_FILE}: tensors do not match the architecture in meta.json "
             f"(missing: {missing[:5]}, unexpected: {extra[:5]})"
         )
-    for key, value in expected.items():
+    for key, (shape, dtype) in expected.items():
         got = tensors[key]
-        if tuple(got.shape) != tuple(value.shape) or got.dtype != value.dtype:
+        if tuple(got.shape) != shape or got.dtype != dtype:
             raise CheckpointError(
                 f"{ckpt / MODEL_FILE}: tensor {key!r} has shape {tuple(got.shape)} {got.dtype}, "
-                f"expected {tuple(value.shape)} {value.dtype}"
+                f"expected {shape} {dtype}"
             )
         if not torch.isfinite(got).all() and key != "log_alpha":
             raise CheckpointError(f"{ckpt / MODEL_FILE}: tensor {key!r} holds NaN or inf")
+    if not (tensors["log_alpha"] < math.inf).all() or torch.isnan(tensors["log_alpha"]).any():
+        raise CheckpointError(f"{ckpt / MODEL_FILE}: tensor 'log_alpha' is NaN or +inf")
+    agent = _build_agent(meta, config, spec)
     agent.load_state_dict(tensors)
     agent.to(device)
     agent.eval()

@@ -9,12 +9,54 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the fix."""
+
+
+#: Fields a resumed run may change (``train.py --resume RUN --total-steps ...``): none of them
+#: changes what the agent learns from the data it sees, so the resumed run is still the same
+#: experiment. Every other field must match the checkpoint's config (docs/resume.md).
+RESUME_OVERRIDABLE: frozenset[str] = frozenset(
+    {
+        "total_steps", "resume", "runs_dir", "run_name", "device", "num_threads", "progress", "track",
+        "wandb_project", "wandb_entity", "eval_every", "eval_episodes", "final_eval_episodes",
+        "checkpoint_every", "keep_checkpoints", "log_every", "save_replay", "replay_save_cap",
+        "deterministic_cuda",
+    }
+)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type hint (int, float, bool, str, Literal, X | None, tuple[int, ...])."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is tuple:
+        (elem, *_rest) = typing.get_args(hint)
+        return isinstance(value, tuple) and all(_matches(v, elem) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 @dataclass
@@ -114,6 +156,24 @@ class Config:
     wandb_entity: str | None = None
     """wandb entity (team or user)."""
 
+    # --- resume and reproducibility ---------------------------------------------------
+    resume: str | None = None
+    """Continue the run in this folder (runs/<name>) from its newest good checkpoint: weights,
+    optimizer moments, alpha, step counters, RNG states, env state and replay buffer. The run
+    keeps its saved config; only the fields in RESUME_OVERRIDABLE (e.g. a larger
+    --total-steps, logging and checkpoint cadence) may be changed. See docs/resume.md."""
+    save_replay: bool = True
+    """Store the replay buffer in checkpoints (safetensors, no pickle), so a resumed run
+    samples the same minibatches as an uninterrupted one."""
+    replay_save_cap: int = 1_000_000
+    """Store at most this many (the newest) replay transitions per checkpoint; a buffer
+    larger than this is saved truncated and the resumed run then differs from an
+    uninterrupted one (0 = never store replay)."""
+    deterministic_cuda: bool = False
+    """Use deterministic CUDA kernels (torch.use_deterministic_algorithms + a fixed cuBLAS
+    workspace): same seed -> same numbers on the same GPU and software, at some speed cost.
+    CPU runs are deterministic without it."""
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         out = dataclasses.asdict(self)
@@ -161,6 +221,8 @@ class Config:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ConfigError(msg)
+
+        self._check_types()
 
         def finite(name: str) -> float:
             value = getattr(self, name)
@@ -214,6 +276,11 @@ class Config:
         need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
         need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
         need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
+        need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
+        need(
+            self.resume is None or bool(self.resume),
+            "resume must be a run folder (runs/<name>), not an empty string",
+        )
         need(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
@@ -246,6 +313,21 @@ class Config:
                     raise ConfigError(str(exc)) from None
         return self
 
+    def _check_types(self) -> None:
+        """Each field holds a value of its annotated type (the Python API takes anything).
+
+        Why: a later comparison such as ``"3" >= 1`` or ``int(nan)`` would raise TypeError or
+        ValueError deep in training instead of one ConfigError naming the field.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _matches(value, hints[f.name]):
+                raise ConfigError(
+                    f"{f.name} must be of type {_type_name(hints[f.name])}, got {value!r} "
+                    f"({type(value).__name__})"
+                )
+
     def temperature_at(self, step: int) -> float:
         """Gumbel temperature after ``step`` env steps (a Python float: no device sync)."""
         if self.gumbel_temperature_final is None:
@@ -255,3 +337,33 @@ class Config:
         if self.temperature_schedule == "linear":
             return start + frac * (end - start)
         return start * (end / start) ** frac
+
+
+def merge_resume_config(saved: Config, given: Config) -> Config:
+    """The config of a resumed run: ``saved`` (from the checkpoint) with ``given``'s overrides.
+
+    Fields in :data:`RESUME_OVERRIDABLE` come from ``given``. Any other field must equal the
+    saved value; a field left at its dataclass default counts as "not given" (so
+    ``train(Config(resume=...))`` works from Python), and a value that differs from both is a
+    ConfigError naming it -- changing e.g. the learning rate mid-run would make the resumed
+    run a different experiment under the same name.
+    """
+    conflicts = []
+    merged: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        old, new = getattr(saved, f.name), getattr(given, f.name)
+        if f.name in RESUME_OVERRIDABLE:
+            merged[f.name] = new
+            continue
+        merged[f.name] = old
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if new != old and new != default:
+            conflicts.append(f"{f.name} (run: {old!r}, given: {new!r})")
+    if conflicts:
+        raise ConfigError(
+            "a resumed run keeps its config; these flags differ from the checkpoint's: "
+            + ", ".join(conflicts)
+            + f". Only {', '.join(sorted(RESUME_OVERRIDABLE - {'resume', 'runs_dir', 'run_name'}))} may change"
+            " (start a new run for other settings)"
+        )
+    return Config(**merged)

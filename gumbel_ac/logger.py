@@ -17,6 +17,66 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: Metrics that measure wall-clock time: the only ones that differ between two runs of the
+#: same config and seed on CPU (compare metrics files without them; docs/resume.md).
+WALL_CLOCK_KEYS: frozenset[str] = frozenset({"charts/sps"})
+
+#: Rows with these keys are written after the final checkpoint; a resumed run drops them
+#: (it writes them again when it ends) so they are never duplicated.
+FINAL_ROW_PREFIX = "eval/final_"
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics file; a torn last line (the process was killed mid-write) is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("global_step"), int):
+            rows.append(row)
+    return rows
+
+
+def without_wall_clock(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows minus :data:`WALL_CLOCK_KEYS` (for bit-for-bit reproducibility checks)."""
+    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_KEYS} for row in rows]
+
+
+def truncate_metrics(path: str | Path, step: int) -> int:
+    """Keep only the rows a run had written when its checkpoint at ``step`` was taken.
+
+    A resumed run continues from ``step``; rows after it (logged by the killed process after
+    its last checkpoint), a torn last line, and final-evaluation rows at ``step`` (written
+    after the final checkpoint) are removed, so the continued file has no duplicate and no
+    missing row. The file is rewritten atomically. Returns how many lines were dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("global_step"), int):
+            continue
+        if row["global_step"] > step:
+            continue
+        if row["global_step"] == step and any(k.startswith(FINAL_ROW_PREFIX) for k in row):
+            continue
+        kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in kept))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
 
 class MetricsLogger:
     """Append-only metrics sink for one run."""

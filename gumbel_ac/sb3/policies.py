@@ -1,0 +1,316 @@
+"""SB3 policies that hold a gumbel_ac :class:`~gumbel_ac.agent.Agent`.
+
+``GumbelACPolicy`` is an SB3 ``BasePolicy`` whose networks *are* our agent's: the actor, the
+twin critic with its target copy and ``log_alpha`` live in ``policy.agent``, and the
+optimizer is the core's :func:`gumbel_ac.losses.make_optimizer` (one Adam with actor/critic/
+alpha groups whose ``.grad`` tensors are views into one flat buffer). The algorithm's
+``train()`` hands ``policy.agent`` to :func:`gumbel_ac.losses.update`: there is no second copy
+of the maths here, only the plumbing between SB3's observations and the agent's inputs.
+
+Two input paths:
+
+* **MlpPolicy** (``FlattenExtractor``): SB3's ``preprocess_obs`` (float cast, one-hot for
+  ``Discrete`` observations, /255 for images) then a flatten, done in :meth:`preprocess`; the
+  agent is exactly the native one, so its ``state_dict`` is a native checkpoint's
+  (:mod:`gumbel_ac.sb3.interop` exports it for ``eval.py``).
+* **CnnPolicy** (any extractor with parameters, ``NatureCNN`` by default): the agent's actor
+  and critics are wrapped so that they run the extractor on the preprocessed observation
+  first. The core's losses are unchanged: they see modules with the same call signatures.
+
+Sharing the features extractor (``share_features_extractor``, default ``True``): one CNN,
+trained by the **critic** loss only; the actor reads its features detached, and the target
+critic has its own Polyak-averaged copy of the CNN. This is the choice of SAC-AE (Yarats et
+al. 2019, arXiv:1910.01741, "we do not update the encoder with the actor's gradient") and
+DrQ (Kostrikov et al. 2020, arXiv:2004.13649): the critic's TD loss is the denser learning
+signal, and an actor gradient pushed into a shared encoder degrades the critic's features.
+(SB3's own SAC defaults to ``share_features_extractor=False``; when it shares, it trains the
+extractor with the actor loss and detaches it in the critic -- the opposite of SAC-AE.)
+With ``share_features_extractor=False`` actor and critic each own a CNN trained by their own
+loss (twice the CNN compute and memory).
+
+Shape legend: ``B`` batch, ``D`` features, ``K`` concatenated logits, ``H`` action heads,
+``J`` joint actions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+
+from gumbel_ac.agent import Agent, make_agent
+from gumbel_ac.distributions import ActionSpec
+from gumbel_ac.losses import make_optimizer
+from gumbel_ac.networks import Actor, TwinCritic
+
+
+class FeatureActor(nn.Module):
+    """The agent's :class:`~gumbel_ac.networks.Actor` behind a features extractor.
+
+    With ``trainable_extractor=False`` the extractor belongs to the critic (shared mode): it
+    is held outside this module's parameters (so the actor's optimizer group does not hold
+    it twice) and its features are detached, so the actor loss never reaches it.
+    """
+
+    def __init__(self, extractor: BaseFeaturesExtractor, head: Actor, *, trainable_extractor: bool) -> None:
+        super().__init__()
+        self.head = head
+        self.trainable_extractor = trainable_extractor
+        if trainable_extractor:
+            self.extractor = extractor
+        else:
+            # A plain attribute, not a submodule: no duplicate parameters in actor.parameters()
+            # or the state_dict; .to()/.cuda() of the agent move it through the critic.
+            object.__setattr__(self, "_shared_extractor", extractor)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.trainable_extractor:
+            return self.head(self.extractor(obs))
+        with torch.no_grad():
+            features_BD = self._shared_extractor(obs)
+        return self.head(features_BD)
+
+
+class FeatureCritic(nn.Module):
+    """A :class:`~gumbel_ac.networks.TwinCritic` behind a features extractor (same interface).
+
+    ``detach_params=True`` (the actor loss evaluating ``Q(s, estimator(l))``) runs the
+    extractor without gradient as well, so the actor's gradient flows only through the action.
+    """
+
+    def __init__(self, extractor: BaseFeaturesExtractor, twin: TwinCritic) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.twin = twin
+
+    def _features(self, obs: torch.Tensor, detach_params: bool) -> torch.Tensor:
+        if detach_params:
+            with torch.no_grad():
+                return self.extractor(obs)
+        return self.extractor(obs)
+
+    def forward(self, obs: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i(s, a)`` for both critics: ``[2, B]``."""
+        return self.twin(self._features(obs, detach_params), action_BK, detach_params=detach_params)
+
+    def all_actions(self, obs: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i(s, a)`` for every joint action: ``[2, B, J]``."""
+        return self.twin.all_actions(self._features(obs, detach_params), joint_onehot_JK, detach_params=detach_params)
+
+
+class GumbelACPolicy(BasePolicy):
+    """Actor, twin critics (+ targets) and entropy coefficient of gumbel_ac, as an SB3 policy.
+
+    Args:
+        observation_space: the env's observation space (Box or Discrete; images with CnnPolicy).
+        action_space: ``Discrete`` or ``MultiDiscrete`` (factorised heads, as the core).
+        lr_schedule: SB3's learning-rate schedule; used for every group whose own rate
+            (``actor_lr``/``critic_lr``/``alpha_lr``) is not given.
+        net_arch: hidden widths of the actor and of each critic (our ``Config.hidden_sizes``;
+            default ``[64, 64]``).
+        features_extractor_class: SB3 features extractor; ``FlattenExtractor`` (MlpPolicy)
+            keeps the agent identical to the native one, others (``NatureCNN``) wrap it.
+        features_extractor_kwargs: keyword arguments of the extractor.
+        normalize_images: divide image observations by 255 (SB3's ``preprocess_obs``).
+        share_features_extractor: one extractor for actor and critic, trained by the critic
+            loss only (see the module docstring); ignored by MlpPolicy.
+        alpha: initial entropy coefficient (0 disables the entropy bonus; needs
+            ``autotune_alpha=False``).
+        autotune_alpha: give ``log_alpha`` an optimizer group (SAC v2).
+        target_entropy_ratio: target entropy as a fraction of ``sum_h log(A_h)``.
+        actor_lr, critic_lr, alpha_lr: initial learning rates of the three Adam groups (the
+            algorithm sets them from its schedules before each ``train()``).
+    """
+
+    agent: Agent
+    optimizer: torch.optim.Optimizer
+    flat_grad: torch.Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        share_features_extractor: bool = True,
+        alpha: float = 0.05,
+        autotune_alpha: bool = True,
+        target_entropy_ratio: float = 0.1,
+        actor_lr: float | None = None,
+        critic_lr: float | None = None,
+        alpha_lr: float | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
+            normalize_images=normalize_images,
+            squash_output=False,
+        )
+        if net_arch is None:
+            net_arch = [64, 64]
+        if isinstance(net_arch, dict):  # SAC-style dict(pi=[...], qf=[...]) is not supported
+            raise ValueError(
+                "GumbelACPolicy takes net_arch as one list of hidden widths used by the actor and "
+                f"each critic (our Config.hidden_sizes), got {net_arch!r}"
+            )
+        self.net_arch = [int(w) for w in net_arch]
+        self.share_features_extractor = share_features_extractor
+        self.alpha_init = float(alpha)
+        self.autotune_alpha = bool(autotune_alpha)
+        self.target_entropy_ratio = float(target_entropy_ratio)
+        initial = float(lr_schedule(1.0))
+        self.actor_lr = initial if actor_lr is None else float(actor_lr)
+        self.critic_lr = initial if critic_lr is None else float(critic_lr)
+        self.alpha_lr = initial if alpha_lr is None else float(alpha_lr)
+        self.spec = ActionSpec.from_space(action_space)
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def is_plain(self) -> bool:
+        """True for the flatten path (MlpPolicy): ``agent`` is exactly a native Agent."""
+        return self.features_extractor_class is FlattenExtractor
+
+    def _build(self) -> None:
+        extractor = self.make_features_extractor()
+        agent = make_agent(
+            obs_dim=int(extractor.features_dim),
+            spec=self.spec,
+            hidden_sizes=self.net_arch,
+            alpha=self.alpha_init if self.alpha_init > 0 else 1e-8,
+            target_entropy_ratio=self.target_entropy_ratio,
+        )
+        if self.alpha_init == 0:
+            # As the native trainer: alpha = 0 means no entropy term at all.
+            agent.log_alpha.data.fill_(-math.inf)
+        if self.is_plain:
+            # Parameterless: flattening happens in `preprocess`, the agent stays native.
+            self.flatten = extractor
+        else:
+            if self.share_features_extractor:
+                actor = FeatureActor(extractor, agent.actor, trainable_extractor=False)
+            else:
+                actor = FeatureActor(self.make_features_extractor(), agent.actor, trainable_extractor=True)
+            agent.actor = actor
+            agent.critic = FeatureCritic(extractor, agent.critic)  # type: ignore[assignment]
+            agent.critic_target = copy.deepcopy(agent.critic)
+            agent.critic_target.requires_grad_(False)
+        self.agent = agent
+        self.build_optimizer()
+
+    def build_optimizer(self) -> None:
+        """(Re)build the core's optimizer and flat gradient buffer.
+
+        Call after moving the policy to another device: ``.to()`` would give the parameters'
+        ``.grad`` new storage and break the "every .grad is a view into ``flat_grad``"
+        invariant that :func:`gumbel_ac.losses.update` relies on. The algorithm does this in
+        ``_setup_model`` (a fresh optimizer; ``load`` restores its state afterwards).
+        """
+        self.optimizer, self.flat_grad = make_optimizer(
+            self.agent,
+            actor_lr=self.actor_lr,
+            critic_lr=self.critic_lr,
+            alpha_lr=self.alpha_lr,
+            autotune_alpha=self.autotune_alpha,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                lr_schedule=self._dummy_schedule,
+                net_arch=self.net_arch,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+                share_features_extractor=self.share_features_extractor,
+                alpha=self.alpha_init,
+                autotune_alpha=self.autotune_alpha,
+                target_entropy_ratio=self.target_entropy_ratio,
+                actor_lr=self.actor_lr,
+                critic_lr=self.critic_lr,
+                alpha_lr=self.alpha_lr,
+            )
+        )
+        return data
+
+    # ------------------------------------------------------------------ acting
+    def preprocess(self, obs: PyTorchObs) -> torch.Tensor:
+        """SB3 observations (as stored in its buffers) -> the agent's input tensor.
+
+        ``preprocess_obs`` casts to float, one-hot encodes Discrete observations and divides
+        images by 255; the MLP path then flattens to ``[B, D]`` (the native ``ObsEncoder``
+        does the same for Box and Discrete observations).
+        """
+        x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        assert isinstance(x, torch.Tensor), "dict observations are not supported"
+        return self.flatten(x) if self.is_plain else x
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        """Integer actions: ``[B]`` for Discrete, ``[B, H]`` for MultiDiscrete -- never one-hot.
+
+        SB3's ``predict`` reshapes whatever this returns to ``(-1, *action_space.shape)``, so a
+        one-hot ``[B, K]`` would silently become ``B*K`` actions (DESIGN.md §6).
+        Stochastic actions are Gumbel-max samples from ``pi(.|s)`` drawn from torch's global
+        RNG (seeded by SB3's ``set_random_seed``).
+        """
+        actions_BH = self.agent.act(self.preprocess(observation), deterministic=deterministic)
+        if isinstance(self.action_space, spaces.Discrete):
+            return actions_BH[:, 0]
+        return actions_BH
+
+
+class CnnPolicy(GumbelACPolicy):
+    """:class:`GumbelACPolicy` with SB3's ``NatureCNN`` in front (image observations)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        share_features_extractor: bool = True,
+        alpha: float = 0.05,
+        autotune_alpha: bool = True,
+        target_entropy_ratio: float = 0.1,
+        actor_lr: float | None = None,
+        critic_lr: float | None = None,
+        alpha_lr: float | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=net_arch,
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
+            normalize_images=normalize_images,
+            share_features_extractor=share_features_extractor,
+            alpha=alpha,
+            autotune_alpha=autotune_alpha,
+            target_entropy_ratio=target_entropy_ratio,
+            actor_lr=actor_lr,
+            critic_lr=critic_lr,
+            alpha_lr=alpha_lr,
+        )
+
+
+MlpPolicy = GumbelACPolicy
