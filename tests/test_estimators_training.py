@@ -1,0 +1,45 @@
+"""Every registered estimator trains the agent end to end (smoke), and learns CartPole (slow).
+
+The same agent, critic and seed for each: only the actor's gradient estimator changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gumbel_ac.config import Config
+from gumbel_ac.estimators import ESTIMATORS
+from gumbel_ac.trainer import train
+
+
+def _temperature(name: str) -> float:
+    return 1.0 if name == "reinmax" else 0.6  # reinmax needs tau >= 1 (Liu et al. 2023)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_estimator_trains_a_few_steps(tmp_path: Path, name: str) -> None:
+    cfg = Config(estimator=name, gumbel_temperature=_temperature(name), total_steps=480, learning_starts=160,
+                 eval_every=0, final_eval_episodes=2, log_every=160, progress=False, runs_dir=str(tmp_path),
+                 run_name=name, rao_samples=4)
+    result = train(cfg)
+    assert np.isfinite(result.final_mean)
+    rows = (tmp_path / name / "metrics.jsonl").read_text()
+    assert '"losses/actor"' in rows and "NaN" not in rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(ESTIMATORS) - {"gumbel-st"}))
+def test_estimator_learns_cartpole(tmp_path: Path, name: str) -> None:
+    """Each estimator reaches a deterministic eval >= 475 within 100k steps at some evaluation.
+
+    gumbel-st is covered with 3 seeds in test_core.py. Estimators whose gradient is badly
+    biased on CartPole's critic (the lab measures it) are allowed to fail here only if the
+    failure is recorded in the README; none is at the time of writing.
+    """
+    cfg = Config(estimator=name, gumbel_temperature=_temperature(name), total_steps=100_000, eval_every=5_000,
+                 progress=False, runs_dir=str(tmp_path), run_name=name)
+    result = train(cfg)
+    assert max(e.mean for e in result.evals) >= 475.0, [(e.step, e.mean) for e in result.evals]
