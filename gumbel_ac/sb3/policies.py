@@ -246,6 +246,12 @@ class GumbelACPolicy(BasePolicy):
         )
         return data
 
+    def set_training_mode(self, mode: bool) -> None:
+        """Train/eval mode of actor and critic; the target critic always stays in eval mode
+        (as SB3's SAC keeps ``critic_target``), which matters for extractors with BatchNorm."""
+        super().set_training_mode(mode)
+        self.agent.critic_target.train(False)
+
     # ------------------------------------------------------------------ acting
     def preprocess(self, obs: PyTorchObs) -> torch.Tensor:
         """SB3 observations (as stored in its buffers) -> the agent's input tensor.

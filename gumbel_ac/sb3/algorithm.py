@@ -1,0 +1,378 @@
+"""``GumbelAC``: the gumbel_ac actor-critic as a Stable-Baselines3 off-policy algorithm.
+
+SB3 does the collecting (``OffPolicyAlgorithm.collect_rollouts``: VecEnvs, callbacks, the
+numpy ``ReplayBuffer`` with timeout handling, logging); :meth:`GumbelAC.train` turns each
+replay minibatch into a :class:`gumbel_ac.losses.Batch` and calls
+:func:`gumbel_ac.losses.update` -- the same function, estimators and optimizer the native
+trainer uses. Nothing about the losses is written here.
+
+Hyperparameters carry our :class:`~gumbel_ac.config.Config` names and defaults
+(``gumbel_temperature``, ``target_update_rate``, ``target_entropy_ratio``, ...); they are
+validated by ``Config.validate`` so a bad value raises the same one-line
+:class:`~gumbel_ac.config.ConfigError` as ``train.py``. SB3's ``tau`` attribute mirrors
+``target_update_rate`` (the Polyak rate, never the Gumbel temperature).
+
+Differences from the native trainer, by construction of SB3:
+* replay lives in numpy (host) and every step copies observations to torch; the native
+  trainer keeps everything on the device and never syncs -- it is the fast path;
+* learning rates may be SB3 schedules (``float`` or ``Callable[[progress_remaining], float]``);
+* training stats are read back once per ``train()`` call for SB3's logger.
+
+Saving: ``model.save("x.zip")`` is SB3's format, which cloudpickles parts of the model --
+loading an untrusted ``.zip`` can run code. For sharing, export the policy to our
+safetensors + JSON checkpoint with :func:`gumbel_ac.sb3.export_checkpoint` (never unpickles).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, TypeVar
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule
+
+from gumbel_ac.config import Config
+from gumbel_ac.estimators import EstimatorFn
+from gumbel_ac.losses import Batch, UpdateStats, update
+from gumbel_ac.sb3.policies import CnnPolicy, GumbelACPolicy, MlpPolicy
+
+SelfGumbelAC = TypeVar("SelfGumbelAC", bound="GumbelAC")
+
+#: SB3-style logger keys for :attr:`UpdateStats.NAMES` (same order).
+_SB3_STAT_KEYS = (
+    "train/critic_loss",
+    "train/actor_loss",
+    "train/alpha",
+    "train/entropy",
+    "train/q_mean",
+    "train/nonfinite_updates",
+)
+assert len(_SB3_STAT_KEYS) == len(UpdateStats.NAMES)
+
+
+def _initial(value: float | Schedule) -> float:
+    """The starting value of a float or an SB3 schedule (progress_remaining = 1)."""
+    return float(value(1.0)) if callable(value) else float(value)
+
+
+class GumbelAC(OffPolicyAlgorithm):
+    """Off-policy actor-critic with straight-through Gumbel-Softmax actions (discrete SAC family).
+
+    Args:
+        policy: ``"MlpPolicy"``, ``"CnnPolicy"`` or a :class:`GumbelACPolicy` subclass.
+        env: a Gymnasium env, a VecEnv (e.g. ``make_vec_env(..., n_envs=16)`` or
+            :class:`~gumbel_ac.sb3.TorchVecEnvAdapter`), or a registered env id.
+        estimator: actor gradient estimator by name (``gumbel-st``, ``gumbel-soft``,
+            ``softmax-st``, ``score``, ``exact``, ``gumbel-rao``, ``reinmax``, ``gst``; see
+            :mod:`gumbel_ac.estimators`). Changes only the actor's gradient.
+        actor_lr, critic_lr, alpha_lr: Adam learning rates (floats or SB3 schedules of
+            ``progress_remaining``). ``critic_lr`` is also SB3's ``learning_rate``.
+        buffer_size: replay capacity in transitions (SB3 divides it by ``n_envs``).
+        learning_starts: env steps of uniformly random actions before updates start.
+        batch_size: replay minibatch per gradient step.
+        target_update_rate: Polyak rate of the target critics per gradient step.
+        gamma: discount factor.
+        train_freq: collect this many vector steps (or ``(n, "episode")``) between trainings.
+        gradient_steps: gradient steps per training (-1: as many as env steps collected).
+        alpha: entropy coefficient (initial value if ``autotune_alpha``); 0 disables it.
+        autotune_alpha: tune alpha toward ``target_entropy_ratio * sum_h log(A_h)``.
+        target_entropy_ratio: see :class:`~gumbel_ac.config.Config`.
+        gumbel_temperature: Gumbel-Softmax temperature (start value if annealed).
+        gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
+            anneal of the temperature over env steps (``Config.temperature_at``).
+        rao_samples: Gumbel draws per action for ``gumbel-rao``.
+        max_nonfinite_updates: stop with :class:`~gumbel_ac.trainer.TrainingError` after
+            this many consecutive updates with a non-finite loss or gradient.
+        replay_buffer_class, replay_buffer_kwargs, optimize_memory_usage, policy_kwargs,
+            stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
+            ``policy_kwargs=dict(net_arch=[64, 64])`` sets the hidden widths (our
+            ``hidden_sizes``); ``share_features_extractor`` applies to CnnPolicy.
+        _init_setup_model: build networks now (SB3's ``load`` passes False).
+    """
+
+    policy_aliases = {"MlpPolicy": MlpPolicy, "CnnPolicy": CnnPolicy}
+    policy: GumbelACPolicy
+
+    def __init__(
+        self,
+        policy: str | type[GumbelACPolicy],
+        env: GymEnv | str | None,
+        *,
+        estimator: str = "gumbel-st",
+        actor_lr: float | Schedule = 1e-3,
+        critic_lr: float | Schedule = 3e-3,
+        alpha_lr: float | Schedule = 3e-3,
+        buffer_size: int = 100_000,
+        learning_starts: int = 1_000,
+        batch_size: int = 128,
+        target_update_rate: float = 0.2,
+        gamma: float = 0.995,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        alpha: float = 0.05,
+        autotune_alpha: bool = True,
+        target_entropy_ratio: float = 0.1,
+        gumbel_temperature: float = 0.6,
+        gumbel_temperature_final: float | None = None,
+        temperature_schedule: str = "exponential",
+        temperature_anneal_steps: int = 50_000,
+        rao_samples: int = 10,
+        max_nonfinite_updates: int = 100,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate=critic_lr,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=target_update_rate,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete, spaces.MultiDiscrete),
+            support_multi_env=True,
+        )
+        self.estimator = estimator
+        self.actor_lr = actor_lr
+        self.critic_lr = critic_lr
+        self.alpha_lr = alpha_lr
+        self.target_update_rate = target_update_rate
+        self.alpha = alpha
+        self.autotune_alpha = autotune_alpha
+        self.target_entropy_ratio = target_entropy_ratio
+        self.gumbel_temperature = gumbel_temperature
+        self.gumbel_temperature_final = gumbel_temperature_final
+        self.temperature_schedule = temperature_schedule
+        self.temperature_anneal_steps = temperature_anneal_steps
+        self.rao_samples = rao_samples
+        self.max_nonfinite_updates = max_nonfinite_updates
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ config bridge
+    def to_config(self, *, env_id: str | None = None, **overrides: Any) -> Config:
+        """These hyperparameters as a validated :class:`~gumbel_ac.config.Config`.
+
+        Used to validate (one ConfigError naming the field), for the temperature schedule,
+        and by :func:`gumbel_ac.sb3.export_checkpoint` (the checkpoint's ``config.json``).
+        Schedules contribute their starting value.
+        """
+        net_arch = (self.policy_kwargs or {}).get("net_arch") or [64, 64]
+        fields: dict[str, Any] = dict(
+            env=env_id or "CartPole-v1",
+            estimator=self.estimator,
+            seed=int(self.seed) if self.seed is not None else 0,
+            num_envs=int(getattr(self, "n_envs", 1) or 1),
+            gamma=float(self.gamma),
+            actor_lr=_initial(self.actor_lr),
+            critic_lr=_initial(self.critic_lr),
+            alpha_lr=_initial(self.alpha_lr),
+            batch_size=int(self.batch_size),
+            buffer_size=int(self.buffer_size),
+            learning_starts=int(self.learning_starts),
+            updates_per_step=max(int(self.gradient_steps), 1),
+            target_update_rate=float(self.target_update_rate),
+            hidden_sizes=tuple(int(w) for w in net_arch),
+            alpha=float(self.alpha),
+            autotune_alpha=bool(self.autotune_alpha),
+            target_entropy_ratio=float(self.target_entropy_ratio),
+            gumbel_temperature=float(self.gumbel_temperature),
+            gumbel_temperature_final=(
+                None if self.gumbel_temperature_final is None else float(self.gumbel_temperature_final)
+            ),
+            temperature_schedule=self.temperature_schedule,
+            temperature_anneal_steps=int(self.temperature_anneal_steps),
+            rao_samples=int(self.rao_samples),
+            max_nonfinite_updates=int(self.max_nonfinite_updates),
+            progress=False,
+        )
+        fields.update(overrides)
+        return Config(**fields).validate()
+
+    # ------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        # Imported here: trainer pulls in the native loop's modules, not needed to import us.
+        from gumbel_ac.trainer import build_estimator
+
+        if self.n_steps != 1:
+            raise ValueError("GumbelAC uses one-step expected-SARSA targets; n_steps must be 1")
+        self._config = self.to_config()
+        self._estimator: EstimatorFn = build_estimator(self._config)
+        self._lr_schedules: dict[str, Callable[[float], float]] = {
+            "actor": FloatSchedule(self.actor_lr),
+            "critic": FloatSchedule(self.critic_lr),
+            "alpha": FloatSchedule(self.alpha_lr),
+        }
+        # The algorithm's hyperparameters are the source of truth for the agent's; they go to
+        # the policy for this construction only (not stored in policy_kwargs, which SB3's
+        # `load` compares with a user's `policy_kwargs`).
+        user_kwargs = self.policy_kwargs
+        self.policy_kwargs = {
+            **user_kwargs,
+            "alpha": float(self.alpha),
+            "autotune_alpha": bool(self.autotune_alpha),
+            "target_entropy_ratio": float(self.target_entropy_ratio),
+            "actor_lr": _initial(self.actor_lr),
+            "critic_lr": _initial(self.critic_lr),
+            "alpha_lr": _initial(self.alpha_lr),
+        }
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_kwargs
+        # After `.to(device)`: keep every .grad a view into the flat buffer (see the policy).
+        self.policy.build_optimizer()
+        self._nonfinite_streak = torch.zeros((), device=self.device)
+
+    def _excluded_save_params(self) -> list[str]:
+        # Rebuilt by _setup_model on load; the optimizer is saved as a state_dict below.
+        return [*super()._excluded_save_params(), "_config", "_estimator", "_lr_schedules", "_nonfinite_streak"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | dict[str, Any],
+        exact_match: bool = True,
+        device: torch.device | str = "auto",
+    ) -> None:
+        """Load the policy's and the optimizer's state (SB3's ``load`` calls this).
+
+        Overridden because SB3's version passes ``strict=`` to anything that is not a
+        ``torch.optim.Optimizer``, and the core's optimizer is a
+        :class:`~gumbel_ac.optim.FlatAdam` (one flat buffer; its ``load_state_dict`` checks
+        shapes and groups itself).
+        """
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            from stable_baselines3.common.save_util import load_from_zip_file
+
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device)  # type: ignore[assignment]
+            assert params is not None, f"{load_path_or_dict} holds no parameters"
+        expected = set(self._get_torch_save_params()[0])
+        unknown = set(params) - expected
+        if unknown or (exact_match and set(params) != expected):
+            raise ValueError(f"Names of parameters do not match agents' parameters: expected {expected}, got {set(params)}")
+        if "policy" in params:
+            self.policy.load_state_dict(params["policy"], strict=exact_match)
+        if "policy.optimizer" in params:
+            self.policy.optimizer.load_state_dict(params["policy.optimizer"])
+
+    # ------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 128) -> None:
+        """``gradient_steps`` calls of :func:`gumbel_ac.losses.update` on replay minibatches."""
+        assert self.replay_buffer is not None
+        self.policy.set_training_mode(True)
+        policy, agent = self.policy, self.policy.agent
+        lrs = {name: fn(self._current_progress_remaining) for name, fn in self._lr_schedules.items()}
+        for group in policy.optimizer.param_groups:
+            group["lr"] = lrs[group["name"]]
+        tau = self._config.temperature_at(self.num_timesteps)
+
+        stats_sum = torch.zeros(len(UpdateStats.NAMES), device=self.device)
+        streak, max_streak = self._nonfinite_streak, torch.zeros((), device=self.device)
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            if data.discounts is not None:
+                raise ValueError("GumbelAC does not support n-step replay buffers (one-step targets)")
+            n = data.rewards.shape[0]
+            batch = Batch(
+                obs_BD=policy.preprocess(data.observations),
+                action_BH=data.actions.long().reshape(n, -1),
+                reward_B=data.rewards.reshape(n).float(),
+                next_obs_BD=policy.preprocess(data.next_observations),
+                # SB3's buffer already folds "TimeLimit.truncated" out of `dones`: truncated
+                # transitions bootstrap, terminated ones do not (as the native trainer).
+                terminated_B=data.dones.reshape(n) > 0.5,
+            )
+            stats = update(
+                agent,
+                policy.optimizer,
+                policy.flat_grad,
+                batch,
+                self._estimator,
+                gamma=self.gamma,
+                tau=tau,
+                target_update_rate=self.target_update_rate,
+                autotune_alpha=self.autotune_alpha,
+                generator=None,  # torch's global RNG, seeded by SB3's set_random_seed
+            )
+            packed = stats.as_tensor()
+            stats_sum += packed
+            streak = (streak + packed[-1]) * packed[-1]
+            max_streak = torch.maximum(max_streak, streak)
+        self._nonfinite_streak = streak
+        self._n_updates += gradient_steps
+
+        # One device->host read per train() call.
+        host = torch.cat([stats_sum / max(gradient_steps, 1), max_streak.reshape(1)]).cpu().tolist()
+        for key, value in zip(_SB3_STAT_KEYS, host[:-1]):
+            self.logger.record(key, value)
+        self.logger.record("train/gumbel_temperature", tau)
+        for name, lr in lrs.items():
+            self.logger.record(f"train/{name}_lr", lr)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if host[-1] >= self.max_nonfinite_updates:
+            from gumbel_ac.trainer import TrainingError
+
+            raise TrainingError(
+                f"{int(host[-1])} consecutive updates had a non-finite loss or gradient (limit "
+                f"max_nonfinite_updates={self.max_nonfinite_updates}); lower the learning rates or "
+                "check the environment's rewards/observations"
+            )
+
+    def learn(
+        self: SelfGumbelAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "GumbelAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfGumbelAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    # ------------------------------------------------------------------ misc
+    @property
+    def current_alpha(self) -> float:
+        """The entropy coefficient now (a host read)."""
+        value = float(self.policy.agent.alpha.detach().cpu())
+        return 0.0 if math.isnan(value) else value
+
+
+__all__ = ["GumbelAC", "GumbelACPolicy", "MlpPolicy", "CnnPolicy"]
