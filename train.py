@@ -2,9 +2,13 @@
 
     python train.py                                   # CartPole-v1, gumbel-st, seed 0
     python train.py --env Acrobot-v1 --estimator score --seed 3 --track
+    python train.py --resume runs/<name>              # continue a stopped or killed run
+    python train.py --resume runs/<name> --total-steps 200000   # ... and train it longer
 
 Writes ``runs/<run-name>/`` (config.json, metrics.jsonl, checkpoints/); evaluate it with
 ``python eval.py runs/<run-name>``. Bad input exits non-zero with one line saying what to fix.
+With ``--resume`` the run's saved config is the starting point: other flags override it,
+and only the ones that do not change the experiment are accepted (docs/resume.md).
 """
 
 from __future__ import annotations
@@ -13,12 +17,34 @@ import sys
 
 import tyro
 
-from gumbel_ac.cli import run_cli
+from gumbel_ac.cli import guarded, run_cli
 from gumbel_ac.config import Config
 
 
+def _resume_arg(argv: list[str]) -> str | None:
+    """The value of ``--resume`` in ``argv`` (either ``--resume X`` or ``--resume=X``)."""
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--resume="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = tyro.cli(Config, args=argv, description=__doc__)
+    args = sys.argv[1:] if argv is None else list(argv)
+    default: Config | None = None
+    resume = _resume_arg(args)
+    if resume and "-h" not in args and "--help" not in args:
+        # The run's own config becomes the flags' defaults, so `--resume X --total-steps N`
+        # changes exactly the flags given.
+        from gumbel_ac.checkpoint import saved_config
+
+        loaded = guarded(lambda: saved_config(resume))
+        if isinstance(loaded, int):
+            return loaded
+        default = loaded
+    config = tyro.cli(Config, args=args, default=default, description=__doc__)
     return run_cli(config)
 
 

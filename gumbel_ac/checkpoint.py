@@ -209,6 +209,37 @@ def read_training_state(ckpt: Path, meta: dict[str, Any]) -> tuple[dict[str, tor
     return read_tensors(ckpt, TRAINING_FILE, meta), training
 
 
+def resume_candidates(path: str | Path) -> tuple[Path, list[Path]]:
+    """``(run folder, checkpoints to try newest first)`` for ``--resume PATH``.
+
+    A run folder offers all its complete checkpoints, newest first (the resumer falls back to
+    an older one when the newest is corrupt); a checkpoint folder offers only itself.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no such run folder (expected runs/<name> of an earlier run)")
+    run_dir = run_dir_of(p)
+    ckpts = [p] if (p / META_FILE).is_file() else list(reversed(list_checkpoints(run_dir)))
+    if not ckpts:
+        raise CheckpointError(f"{p}: holds no complete checkpoint to resume from (no checkpoints/step_*/meta.json)")
+    return run_dir, ckpts
+
+
+def saved_config(path: str | Path) -> Config:
+    """The config stored in the newest readable manifest of a run (the resumed run's base)."""
+    _, ckpts = resume_candidates(path)
+    problems = []
+    for ckpt in ckpts:
+        try:
+            meta = read_meta(ckpt)
+            return Config.from_dict(meta["config"])
+        except CheckpointError as exc:
+            problems.append(str(exc))
+        except (ConfigError, TypeError) as exc:
+            problems.append(f"{ckpt / META_FILE}: invalid config: {exc}")
+    raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(problems))
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoint folders of a run (with a manifest), oldest first."""
     root = Path(run_dir) / "checkpoints"

@@ -1,0 +1,135 @@
+"""Config validation, property-based: every config either trains or fails at start with a
+ConfigError -- never another exception, never a failure hours into training.
+
+Hypothesis draws each field from valid values, boundary values and nonsense (NaN, infinity,
+negative sizes, unknown names, wrong Python types, a replay buffer larger than the machine's
+memory); the run is tiny (a few hundred env steps, no progress bar, a temp runs folder).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gumbel_ac.config import Config, ConfigError, merge_resume_config
+from gumbel_ac.trainer import train
+
+pytest.importorskip("gumbel_ac.envs")
+
+nan, inf = math.nan, math.inf
+
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "env": st.sampled_from(["gumbel_ac/CartPole-v1", "CartPole-v1", "FrozenLake-v1", "NoSuchEnv-v0",
+                            "Pendulum-v1", ""]),
+    "estimator": st.sampled_from(["gumbel-st", "score", "exact", "gumbel-soft", "softmax-st", "reinmax",
+                                  "gumbel-rao", "nope"]),
+    "seed": st.sampled_from([0, 1, -3, 2**40]),
+    "total_steps": st.sampled_from([-1, 0, 1, 16, 100, 300]),
+    "num_envs": st.sampled_from([-1, 0, 1, 3, 8]),
+    "gamma": st.sampled_from([-0.1, 0.0, 0.5, 0.995, 1.0, 1.5, nan]),
+    "actor_lr": st.sampled_from([1e-3, 0.0, -1e-3, inf, nan, 10.0]),
+    "critic_lr": st.sampled_from([3e-3, 0.0, nan, 1e3]),
+    "batch_size": st.sampled_from([0, 1, 16, 64, 10**6]),
+    "buffer_size": st.sampled_from([0, 1, 64, 1000, 10**13]),
+    "learning_starts": st.sampled_from([-5, 0, 16, 200]),
+    "updates_per_step": st.sampled_from([0, 1, 2]),
+    "target_update_rate": st.sampled_from([0.0, 0.2, 1.0, 1.5, nan]),
+    "hidden_sizes": st.sampled_from([(), (0,), (4,), (16, 16), (-2, 4)]),
+    "alpha": st.sampled_from([0.0, 0.05, -1.0, 1e30, nan]),
+    "autotune_alpha": st.booleans(),
+    "target_entropy_ratio": st.sampled_from([0.0, 0.1, 1.0, 1.5, -0.1]),
+    "gumbel_temperature": st.sampled_from([0.0, -1.0, 1e-6, 0.6, 1.5, inf, nan]),
+    "gumbel_temperature_final": st.sampled_from([None, 0.0, 0.1, 2.0, nan]),
+    "temperature_schedule": st.sampled_from(["linear", "exponential", "cubic"]),
+    "temperature_anneal_steps": st.sampled_from([0, 1, 100]),
+    "rao_samples": st.sampled_from([0, 1, 4]),
+    "max_nonfinite_updates": st.sampled_from([0, 1, 100]),
+    "eval_every": st.sampled_from([-1, 0, 64]),
+    "eval_episodes": st.sampled_from([0, 1, 2]),
+    "final_eval_episodes": st.sampled_from([-1, 0, 2]),
+    "eval_env": st.sampled_from([None, None, "CartPole-v1", "Acrobot-v1", "Nope-v9"]),
+    "checkpoint_every": st.sampled_from([-1, 0, 64]),
+    "keep_checkpoints": st.sampled_from([0, 1, 3]),
+    "log_every": st.sampled_from([-1, 0, 50]),
+    "num_threads": st.sampled_from([-1, 0, 1]),
+    "replay_save_cap": st.sampled_from([-1, 0, 10, 10**6]),
+    "save_replay": st.booleans(),
+    # Wrong Python types, as the Python API (unlike the CLI) lets through.
+    "device": st.sampled_from(["cpu", "auto", "tpu"]),
+}
+WRONG_TYPES: dict[str, Any] = {"total_steps": "300", "gamma": "0.9", "hidden_sizes": [16], "seed": 1.5,
+                               "progress": 1, "num_envs": 2.0, "autotune_alpha": "yes", "alpha": None}
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> dict[str, Any]:
+    """A config dict: each field kept at a small valid value or, with some probability, drawn wild."""
+    out: dict[str, Any] = dict(total_steps=100, num_envs=4, learning_starts=16, batch_size=16, buffer_size=1000,
+                               hidden_sizes=(16,), eval_every=0, final_eval_episodes=1, eval_episodes=1,
+                               log_every=50, checkpoint_every=0)
+    for name in draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=6, unique=True)):
+        out[name] = draw(FIELDS[name])
+    if draw(st.integers(0, 9)) == 0:
+        key = draw(st.sampled_from(sorted(WRONG_TYPES)))
+        out[key] = WRONG_TYPES[key]
+    return out
+
+
+OUTCOMES = {"trained": 0, "config_error": 0}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(fields=configs())
+def test_every_config_trains_or_fails_at_start(tmp_path: Path, fields: dict[str, Any]) -> None:
+    cfg = Config(**fields, progress=False, runs_dir=str(tmp_path), run_name="p")
+    try:
+        train(cfg)
+    except ConfigError as exc:
+        assert str(exc), fields
+        OUTCOMES["config_error"] += 1
+        return
+    OUTCOMES["trained"] += 1
+    # It trained: the run folder is complete.
+    assert (tmp_path / "p" / "metrics.jsonl").is_file(), fields
+
+
+def test_wrong_types_name_the_field() -> None:
+    for key, value in WRONG_TYPES.items():
+        with pytest.raises(ConfigError, match=key):
+            Config(**{key: value}).validate()
+
+
+def test_huge_replay_buffer_is_refused_before_allocation(tmp_path: Path) -> None:
+    cfg = Config(buffer_size=10**13, total_steps=100, progress=False, runs_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="buffer_size"):
+        train(cfg)
+
+
+def test_unknown_env_is_config_error_and_unknown_env_error(tmp_path: Path) -> None:
+    from gumbel_ac.vector import UnknownEnvError
+
+    with pytest.raises(ConfigError) as info:
+        train(Config(env="CartPol-v1", runs_dir=str(tmp_path), progress=False))
+    assert isinstance(info.value, UnknownEnvError) and "unknown env id" in str(info.value)
+
+
+def test_merge_resume_config_rules() -> None:
+    saved = Config(gamma=0.9, total_steps=1000, log_every=100)
+    # Overridable: taken from the given config. Left at default: the run's value.
+    merged = merge_resume_config(saved, Config(total_steps=5000, resume="x"))
+    assert merged.total_steps == 5000 and merged.gamma == 0.9
+    with pytest.raises(ConfigError, match="gamma"):
+        merge_resume_config(saved, Config(gamma=0.5, resume="x"))
+
+
+def test_property_test_exercised_both_outcomes() -> None:
+    """Runs after the property test (file order): both outcomes must have occurred."""
+    if sum(OUTCOMES.values()) == 0:
+        pytest.skip("run together with test_every_config_trains_or_fails_at_start")
+    assert OUTCOMES["trained"] > 0 and OUTCOMES["config_error"] > 0, OUTCOMES
