@@ -43,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_run(args.run, device=device)
     env_id = args.env or loaded.config.eval_env or loaded.config.env
-    probe = make_env(env_id, num_envs=1, device=device)
+    # The run's env kwargs (e.g. DeepSea's size) apply when evaluating on its own env.
+    env_kwargs = loaded.config.env_kwargs_dict() if env_id == loaded.config.env else {}
+    probe = make_env(env_id, num_envs=1, device=device, **env_kwargs)
     spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
     probe.close()
     check_spaces_match(loaded.meta, spaces, env_id)
     returns = evaluate(
-        loaded.agent, env_id, episodes=args.episodes, seed=args.seed, deterministic=args.deterministic, device=device
+        loaded.agent, env_id, episodes=args.episodes, seed=args.seed, deterministic=args.deterministic, device=device,
+        env_kwargs=env_kwargs,
     )
     mode = "deterministic" if args.deterministic else "stochastic"
     print(
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         f"(checkpoint {loaded.path}, step {loaded.step})"
     )
     if args.gif:
-        total = record_gif(loaded.agent.cpu(), env_id, args.gif, seed=args.seed, deterministic=args.deterministic)
+        total = record_gif(
+            loaded.agent.cpu(), env_id, args.gif, seed=args.seed, deterministic=args.deterministic, env_kwargs=env_kwargs
+        )
         print(f"wrote {args.gif} (episode return {total:.1f})")
     return 0
 

@@ -8,7 +8,10 @@ Unexpected exceptions keep their traceback (they are bugs, and the trace helps r
 from __future__ import annotations
 
 import sys
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gumbel_ac.config import Config
 
 T = TypeVar("T")
 
@@ -39,9 +42,9 @@ def guarded(fn: Callable[[], T]) -> T | int:
         return USAGE_ERROR
 
 
-def run_cli(config: "object") -> int:
-    """Entry point of ``train.py``: train, and map the outcome to an exit status."""
-    from gumbel_ac.trainer import train
+def run_cli(config: "Config") -> int:
+    """Entry point of ``train.py``: train (each seed in turn), map the outcome to an exit status."""
+    from gumbel_ac.trainer import train_seeds
 
-    result = guarded(lambda: train(config))  # type: ignore[arg-type]
+    result = guarded(lambda: train_seeds(config))
     return result if isinstance(result, int) else 0

@@ -8,6 +8,7 @@ default departs from SAC's usual value the docstring says why.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -67,12 +68,19 @@ class Config:
     env: str = "CartPole-v1"
     """Environment id: any Gymnasium id with a Discrete/MultiDiscrete action space, or one of
     our batched torch envs (``gumbel_ac/CartPole-v1``, ``gumbel_ac/DeepSea-v0``, ...)."""
+    env_kwargs: str = ""
+    """Keyword arguments for the env constructor, as a JSON object, e.g. '{"size": 20}' for
+    gumbel_ac/DeepSea-v0 or '{"is_slippery": false}' for FrozenLake-v1. They also apply to
+    evaluation when eval_env is not set."""
     estimator: str = "gumbel-st"
     """Actor gradient estimator: gumbel-st (straight-through Gumbel-Softmax), gumbel-soft,
     score (REINFORCE with baseline), exact (sum over actions), and those the estimator module
     adds (softmax-st, gumbel-rao, reinmax, ...). Changes ONLY the actor's gradient."""
     seed: int = 0
     """Seed for networks, action sampling, replay sampling and environments."""
+    num_seeds: int = 1
+    """Train this many independent agents, seeds seed, seed+1, ..., one run folder each
+    (<run-name>__s<seed>), one after another in this process (README, "Many seeds")."""
     total_steps: int = 60_000
     """Environment steps to train for (summed over the parallel envs)."""
     num_envs: int = 16
@@ -215,6 +223,24 @@ class Config:
         cfg = cls(**kwargs)
         return cfg
 
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        """``env_kwargs`` parsed: a JSON object, or ConfigError saying how to write one."""
+        if not self.env_kwargs.strip():
+            return {}
+        try:
+            value = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"env_kwargs must be a JSON object like '{{\"size\": 20}}', got {self.env_kwargs!r} ({exc.msg})"
+            ) from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"env_kwargs must be a JSON object like '{{\"size\": 20}}', got {self.env_kwargs!r}")
+        return value
+
+    def eval_env_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs of the evaluation env: env_kwargs unless eval_env is another env."""
+        return self.env_kwargs_dict() if self.eval_env in (None, self.env) else {}
+
     def validate(self) -> "Config":
         """Check every field; raise one ConfigError naming the field and the fix."""
 
@@ -223,6 +249,12 @@ class Config:
                 raise ConfigError(msg)
 
         self._check_types()
+        self.env_kwargs_dict()  # raises ConfigError on bad JSON
+        need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
+        need(
+            not (self.num_seeds > 1 and self.resume),
+            "--resume continues one run folder; resume each seed's folder separately instead of --num-seeds",
+        )
 
         def finite(name: str) -> float:
             value = getattr(self, name)

@@ -8,6 +8,7 @@ one batched rollout. It uses the same env adapters as training.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +29,10 @@ def evaluate(
     seed: int = 0,
     deterministic: bool = True,
     device: torch.device | str = "cpu",
+    env_kwargs: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Undiscounted returns of ``episodes`` episodes (float64 array)."""
-    env = make_env(env_id, num_envs=episodes, device=device)
+    env = make_env(env_id, num_envs=episodes, device=device, **(env_kwargs or {}))
     try:
         generator = torch.Generator(device=torch.device(device)).manual_seed(seed + 10_007)
         obs = env.reset(seed=seed)
@@ -62,6 +64,7 @@ def record_gif(
     deterministic: bool = True,
     max_steps: int = 1000,
     fps: int = 30,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> float:
     """Render one episode to a GIF at ``path``; returns the episode's return.
 
@@ -70,7 +73,7 @@ def record_gif(
     import imageio.v2 as imageio
 
     try:
-        env = make_env(env_id, num_envs=1, device="cpu", render_mode="rgb_array")
+        env = make_env(env_id, num_envs=1, device="cpu", render_mode="rgb_array", **(env_kwargs or {}))
     except Exception as exc:  # gymnasium raises various errors for unsupported render modes
         raise ValueError(f"{env_id} cannot render rgb_array frames for a GIF: {exc}") from None
     try:

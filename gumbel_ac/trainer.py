@@ -160,10 +160,12 @@ class _StopFlag:
 # --------------------------------------------------------------------------------------
 
 
-def _make_env_checked(env_id: str, num_envs: int, device: torch.device) -> Any:
+def _make_env_checked(env_id: str, num_envs: int, device: torch.device, **env_kwargs: Any) -> Any:
     """``make_env``, with an unknown id or unsupported spaces turned into a start-up ConfigError."""
     try:
-        return make_env(env_id, num_envs=num_envs, device=device)
+        return make_env(env_id, num_envs=num_envs, device=device, **env_kwargs)
+    except TypeError as exc:  # a constructor that does not take one of env_kwargs
+        raise ConfigError(f"env {env_id} rejected env_kwargs: {exc}") from None
     except UnknownEnvError as exc:
         raise EnvConfigError(str(exc)) from None
     except UnsupportedSpaceError as exc:
@@ -363,13 +365,13 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     np.random.seed(config.seed)
 
     # --- environments, agent, optimizer, replay ------------------------------------------
-    env = _make_env_checked(config.env, config.num_envs, device)
+    env = _make_env_checked(config.env, config.num_envs, device, **config.env_kwargs_dict())
     try:
         eval_env_id = config.eval_env or config.env
         spec, obs_dim = env.spec, env.obs_dim
         spaces = describe_spaces(env.single_observation_space, env.single_action_space)
         if eval_env_id != config.env:  # fail now, not at the first evaluation hours later
-            probe = _make_env_checked(eval_env_id, 1, device)
+            probe = _make_env_checked(eval_env_id, 1, device, **config.eval_env_kwargs())
             eval_spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
             probe.close()
             if eval_spaces != spaces:
@@ -520,7 +522,10 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     def periodic_eval() -> None:
         nonlocal train_seconds, window_start, tic
         train_seconds += time.perf_counter() - tic
-        returns = evaluate(agent, eval_env_id, episodes=config.eval_episodes, seed=config.seed + 1000, device=device)
+        returns = evaluate(
+            agent, eval_env_id, episodes=config.eval_episodes, seed=config.seed + 1000, device=device,
+            env_kwargs=config.eval_env_kwargs(),
+        )
         evals.append(EvalRecord(global_step, float(returns.mean()), float(returns.std()), train_seconds))
         logger.log(global_step, {"eval/mean_return": evals[-1].mean, "eval/std_return": evals[-1].std})
         window_start = tic = time.perf_counter()
@@ -628,7 +633,8 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
             final_mean = final_std = float("nan")
         elif config.final_eval_episodes > 0:
             returns = evaluate(
-                agent, eval_env_id, episodes=config.final_eval_episodes, seed=config.seed + 2000, device=device
+                agent, eval_env_id, episodes=config.final_eval_episodes, seed=config.seed + 2000, device=device,
+                env_kwargs=config.eval_env_kwargs(),
             )
             final_mean, final_std = float(returns.mean()), float(returns.std())
             evals.append(EvalRecord(global_step, final_mean, final_std, train_seconds))
@@ -819,3 +825,32 @@ def _load_resume_state(
         "obs": saved_obs.to(device),
         "finished": finished,
     }
+
+
+def train_seeds(config: Config) -> list[TrainResult]:
+    """Train ``config.num_seeds`` independent agents (seeds ``seed .. seed + S - 1``) in turn.
+
+    Why a loop and not agents vectorized over a seed axis (PureJaxRL's vmap): on a CPU the
+    update is per-op overhead bound and one process per core is the parallelism that pays
+    (README, "Many seeds"); on a GPU, raise ``num_envs`` and ``batch_size`` first. Each seed
+    gets its own run folder ``<run-name>__s<seed>``, so eval.py, resume and the lab work on
+    it unchanged.
+    """
+    config.validate()
+    if config.num_seeds == 1:
+        return [train(config)]
+    base = config.run_name or default_run_name(dataclasses.replace(config, seed=config.seed))
+    results = []
+    for k in range(config.num_seeds):
+        seed = config.seed + k
+        results.append(
+            train(dataclasses.replace(config, seed=seed, num_seeds=1, run_name=f"{base}__s{seed}"))
+        )
+    if len(results) > 1:
+        finals = np.array([r.final_mean for r in results], dtype=float)
+        print(
+            f"{len(results)} seeds: final eval mean {np.nanmean(finals):.1f} "
+            f"(min {np.nanmin(finals):.1f}, max {np.nanmax(finals):.1f})",
+            flush=True,
+        )
+    return results
