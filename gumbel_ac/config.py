@@ -100,10 +100,11 @@ class Config:
     """Adam learning rate of the twin critics (higher than SAC's 3e-4: measured faster here)."""
     alpha_lr: float = 3e-3
     """Adam learning rate of log(alpha) when autotune_alpha is on."""
-    batch_size: int = 128
-    """Replay minibatch size per gradient step."""
-    buffer_size: int = 100_000
-    """Replay buffer capacity in transitions."""
+    batch_size: int = 0
+    """Replay minibatch size per gradient step. 0 = auto: 128 for up to 128 envs, else
+    num_envs (capped at 4096), so each update sees about one vector step's worth of data."""
+    buffer_size: int = 0
+    """Replay buffer capacity in transitions. 0 = auto: max(100_000, 64 * num_envs)."""
     learning_starts: int = 1_000
     """Env steps of uniformly random actions before updates start."""
     updates_per_step: int = 1
@@ -241,6 +242,20 @@ class Config:
         """Constructor kwargs of the evaluation env: env_kwargs unless eval_env is another env."""
         return self.env_kwargs_dict() if self.eval_env in (None, self.env) else {}
 
+    def resolve_auto(self) -> "Config":
+        """Fill the fields whose 0 means "auto" from num_envs (in place; returns self).
+
+        Why these rules: with many envs each vector step adds num_envs transitions, so a
+        fixed batch of 128 would use a vanishing fraction of the data per update; a batch of
+        about one vector step keeps the replay ratio near updates_per_step / 1 per
+        transition-batch. Measured on CartPole (README, "Large populations").
+        """
+        if self.batch_size == 0:
+            self.batch_size = 128 if self.num_envs <= 128 else min(4096, self.num_envs)
+        if self.buffer_size == 0:
+            self.buffer_size = max(100_000, 64 * self.num_envs)
+        return self
+
     def validate(self) -> "Config":
         """Check every field; raise one ConfigError naming the field and the fix."""
 
@@ -265,6 +280,7 @@ class Config:
             return float(value)
 
         need(isinstance(self.env, str) and bool(self.env), "env must be a non-empty env id")
+        self.resolve_auto()
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "updates_per_step"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "log_every", "checkpoint_every"):
