@@ -168,7 +168,8 @@ def _fmt_hit(hit: tuple[int, float] | None) -> str:
 
 
 def report(results: list[RunResult]) -> None:
-    algos = sorted({r.algo for r in results}, key=lambda a: ["gumbel_ac", "sb3-ppo", "sb3-dqn"].index(a))
+    order = {"sb3-ppo": 1, "sb3-dqn": 2}
+    algos = sorted({r.algo for r in results}, key=lambda a: (order.get(a, 0), a))
     print("\n| algorithm | seed | first eval >= 475 | first of 3 consecutive >= 475 | final eval |")
     print("|---|---|---|---|---|")
     for r in results:
@@ -238,6 +239,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["ours", "ppo", "dqn"], nargs="+", default=["ours", "ppo", "dqn"])
     parser.add_argument("--ours-env", default="gumbel_ac/CartPole-v1", help="training env of ours")
     parser.add_argument("--ours-steps", type=int, default=40_000)
+    parser.add_argument("--estimators", nargs="+", default=["gumbel-st"],
+                        help="run ours once per estimator (e.g. gumbel-st score exact)")
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every algorithm")
     parser.add_argument("--throughput", action="store_true", help="measure steady-state steps/s instead")
@@ -251,12 +254,22 @@ def main() -> None:
     print("start-up (median of 3 fresh interpreters):")
     print(f"  import gumbel_ac.trainer: {import_seconds('import gumbel_ac.trainer, gumbel_ac.envs'):.2f} s")
     print(f"  import stable_baselines3: {import_seconds('import stable_baselines3'):.2f} s")
-    runners = {"ours": run_ours, "ppo": run_ppo, "dqn": run_dqn}
+    runners = {"ppo": run_ppo, "dqn": run_dqn}
     results: list[RunResult] = []
     for seed in args.seeds:
+        jobs: list[tuple[str, Any]] = []
         for name in args.only:
+            if name == "ours":
+                for est in args.estimators:
+                    label = "gumbel_ac" if args.estimators == ["gumbel-st"] else f"gumbel_ac/{est}"
+                    jobs.append((label, lambda s, a, e=est: run_ours(s, a, estimator=e)))
+            else:
+                jobs.append((name, runners[name]))
+        for label, runner in jobs:
             tic = time.perf_counter()
-            res = runners[name](seed, args)
+            res = runner(seed, args)
+            if label.startswith("gumbel_ac"):
+                res.algo = label
             results.append(res)
             hit = res.first_hit()
             print(f"  {res.algo:>9} seed {seed}: first >= 475 {_fmt_hit(hit)}, final {res.final[0]:.1f} "

@@ -28,7 +28,7 @@ RESUME_OVERRIDABLE: frozenset[str] = frozenset(
         "total_steps", "resume", "runs_dir", "run_name", "device", "num_threads", "progress", "track",
         "wandb_project", "wandb_entity", "eval_every", "eval_episodes", "final_eval_episodes",
         "checkpoint_every", "keep_checkpoints", "log_every", "save_replay", "replay_save_cap",
-        "deterministic_cuda",
+        "deterministic_cuda", "dist_timeout_s",
     }
 )
 
@@ -182,6 +182,10 @@ class Config:
     """Use deterministic CUDA kernels (torch.use_deterministic_algorithms + a fixed cuBLAS
     workspace): same seed -> same numbers on the same GPU and software, at some speed cost.
     CPU runs are deterministic without it."""
+    dist_timeout_s: float = 300.0
+    """Under torchrun: seconds a rank waits in a collective before failing the run (a rank that
+    hangs then stops the others instead of blocking them forever). Must exceed rank 0's longest
+    pause the others wait out: an evaluation or a checkpoint write (docs/distributed.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -324,6 +328,7 @@ class Config:
         need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
         need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
         need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
+        need(finite("dist_timeout_s") > 0.0, f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
         need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
         need(
             self.resume is None or bool(self.resume),

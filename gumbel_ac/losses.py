@@ -200,6 +200,9 @@ def update(
     flat_grad.zero_()
     total.backward()
     if grad_hook is not None:
+        # A non-finite loss on this rank poisons the gradient (inf * 0 = nan) before the
+        # all-reduce, so the check below skips the step on every rank alike.
+        flat_grad[:1].add_(total.detach() * 0.0)
         grad_hook(flat_grad)
     finite = torch.isfinite(flat_grad.sum() + total.detach())
     flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)

@@ -85,6 +85,8 @@ class FlatAdam:
         self.exp_avg = torch.zeros_like(flat_param)
         self.exp_avg_sq = torch.zeros_like(flat_param)
         self.steps = 0
+        #: Multiplies every group's lr (a Python float: schedules cost no op and no sync).
+        self.lr_scale = 1.0
         self._lr_key: tuple[float, ...] | None = None
         self._lr_vec = torch.empty_like(flat_param)
 
@@ -112,7 +114,7 @@ class FlatAdam:
         self.exp_avg.lerp_(grad, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.eps)
-        self.flat_param.addcdiv_(self.exp_avg * self._lr_vector(), denom, value=-1.0 / bias1)
+        self.flat_param.addcdiv_(self.exp_avg * self._lr_vector(), denom, value=-self.lr_scale / bias1)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +124,7 @@ class FlatAdam:
             "param_groups": [dict(g) for g in self.param_groups],
             "betas": list(self.betas),
             "eps": self.eps,
+            "lr_scale": self.lr_scale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -142,4 +145,5 @@ class FlatAdam:
             group["lr"] = float(saved["lr"])
         self.betas = (float(state["betas"][0]), float(state["betas"][1]))
         self.eps = float(state["eps"])
+        self.lr_scale = float(state.get("lr_scale", 1.0))
         self._lr_key = None

@@ -14,13 +14,16 @@ With the batched torch envs of ``gumbel_ac.envs`` phases 1-2 never synchronize w
 host: no ``.item()``, no numpy, no Python branch on a tensor value (tests/test_fast_path.py
 counts). Gymnasium's numpy envs necessarily copy actions and observations each step.
 
-Resume (``config.resume``, docs/resume.md): every piece of loop state -- weights, Adam
-moments, log-alpha, the step counter, the three ``torch.Generator`` states, the torch env's
-state tensors and generator, the current observation, the half-filled metrics window and the
-replay buffer's physical rows -- goes into each checkpoint (``training.safetensors`` + the
-manifest's ``training`` object) and is put back before the loop starts, so on CPU a resumed
-run writes the same metrics and weights as one that was never stopped. The save/restore code
-runs only in the bookkeeping phase and before the loop.
+Under ``torchrun --nproc_per_node=P`` (:mod:`gumbel_ac.distributed`, docs/distributed.md)
+each rank runs this same loop on its own envs and replay; the hooks are few: the update's
+``grad_hook`` averages the gradient over ranks, the log window is summed over ranks, the stop
+flag is agreed, and rank 0 alone logs, evaluates and checkpoints. ``global_step`` counts the
+env steps of all ranks.
+
+Resume (``config.resume``, docs/resume.md): every piece of loop state goes into each
+checkpoint and is put back before the loop starts, so on CPU a resumed run writes the same
+metrics and weights as one that was never stopped. What is saved and how it is checked lives
+in :mod:`gumbel_ac.resume`; it runs only in the bookkeeping phase and before the loop.
 """
 
 from __future__ import annotations
@@ -37,32 +40,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from gumbel_ac.agent import Agent, make_agent
+from gumbel_ac.agent import make_agent
 from gumbel_ac.buffer import ReplayBuffer
-from gumbel_ac.checkpoint import (
-    TRAINING_FILE,
-    CheckpointError,
-    check_spaces_match,
-    clean_stale_temp,
-    list_checkpoints,
-    load_run,
-    read_training_state,
-    resume_candidates,
-    save_checkpoint,
-    saved_config,
-    write_json_atomic,
-)
+from gumbel_ac.checkpoint import resume_candidates, save_checkpoint, saved_config, write_json_atomic
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
+from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size, setup
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.estimators import EstimatorFn, get_estimator
 from gumbel_ac.evaluation import evaluate
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
-from gumbel_ac.optim import FlatAdam
 from gumbel_ac.losses import UpdateStats, make_optimizer, update
-from gumbel_ac.vector import TorchVectorAdapter, UnknownEnvError, describe_spaces, make_env, resolve_device
+from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, torch_env_of
+from gumbel_ac.vector import UnknownEnvError, describe_spaces, make_env
 
-#: Version of the ``training`` manifest object and ``training.safetensors`` layout.
-TRAINING_STATE_VERSION = 1
+__all__ = [
+    "EvalRecord", "TrainResult", "TrainingError", "TRAINING_STATE_VERSION", "resume_config", "train", "train_seeds",
+]
+
+
 
 
 class TrainingError(RuntimeError):
@@ -156,7 +151,7 @@ class _StopFlag:
 
 
 # --------------------------------------------------------------------------------------
-# Start-up checks and resume helpers (all outside the rollout/update phases).
+# Start-up checks (outside the rollout/update phases).
 # --------------------------------------------------------------------------------------
 
 
@@ -205,125 +200,9 @@ def _next_boundary(step: int, every: int) -> float:
         return math.inf
     return (step // every + 1) * every
 
-
-def _resume_env_seed(seed: int, step: int) -> int:
-    """Seed for re-seeding a Gymnasium (numpy) env on resume: a function of (seed, step) only."""
-    return int(np.random.SeedSequence([seed % 2**63, step]).generate_state(1)[0])
-
-
-def _torch_env(env: Any) -> Any | None:
-    """The ``gumbel_ac.envs`` env behind an adapter, if it exposes its state tensors, else None.
-
-    Uses TorchVectorEnv's attributes directly (``_state``, ``_reset_states_K``, ...): the base
-    class keeps ALL its mutable state there (envs/base.py), so saving them is exact.
-    """
-    inner = getattr(env, "env", None)
-    needed = ("_state", "_reset_states_K", "_reset_index", "_ep_return_N", "_ep_length_N", "_generator")
-    if isinstance(env, TorchVectorAdapter) and all(hasattr(inner, a) for a in needed):
-        return inner
-    return None
-
-
-def _replay_state(buffer: ReplayBuffer, config: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Replay rows for a checkpoint, and how they were taken.
-
-    ``exact``: the physical rows ``[0, size)`` and the write position, so the restored buffer
-    is the same ring and ``sample`` draws the same transitions. ``newest``: the buffer is
-    larger than ``replay_save_cap``; only the newest rows, oldest first (resumed sampling then
-    differs). ``none``: replay not saved (``--no-save-replay`` or cap 0).
-    """
-    size = len(buffer)
-    if not config.save_replay or config.replay_save_cap == 0 or size == 0:
-        return {}, {"mode": "none", "size": 0, "pos": 0}
-    if size <= config.replay_save_cap:
-        rows = slice(0, size)
-        tensors = {
-            "replay.obs": buffer.obs_CD[rows],
-            "replay.next_obs": buffer.next_obs_CD[rows],
-            "replay.action": buffer.action_CH[rows],
-            "replay.reward": buffer.reward_C[rows],
-            "replay.terminated": buffer.terminated_C[rows],
-        }
-        return tensors, {"mode": "exact", "size": size, "pos": buffer.pos}
-    state = buffer.state_dict()
-    cap = config.replay_save_cap
-    return {f"replay.{k}": v[-cap:] for k, v in state.items()}, {"mode": "newest", "size": cap, "pos": 0}
-
-
-class _Restore:
-    """Checks a checkpoint's training state against the live objects, then applies it.
-
-    ``check`` raises :class:`CheckpointError` naming ``training.safetensors`` (or the
-    manifest) and the problem, and changes nothing; ``apply`` only runs after every check
-    passed, so a bad checkpoint never leaves the trainer half-restored and the resumer can
-    fall back to an older one.
-    """
-
-    def __init__(self, ckpt: Path, tensors: dict[str, torch.Tensor], tmeta: dict[str, Any]) -> None:
-        self.ckpt, self.tensors, self.tmeta = ckpt, tensors, tmeta
-        self.file = ckpt / TRAINING_FILE
-        self.manifest = ckpt / "meta.json"
-        self.used: set[str] = set()
-
-    def fail(self, msg: str, manifest: bool = False) -> CheckpointError:
-        return CheckpointError(f"{self.manifest if manifest else self.file}: {msg}")
-
-    def field(self, key: str, typ: type | tuple[type, ...]) -> Any:
-        value = self.tmeta.get(key)
-        if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
-            raise self.fail(f"training field {key!r} is missing or has the wrong type", manifest=True)
-        return value
-
-    def tensor(self, key: str, like: torch.Tensor | None = None, *, shape: tuple[int, ...] | None = None,
-               dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The stored tensor ``key``, checked to have ``like``'s (or the given) shape and dtype."""
-        if key not in self.tensors:
-            raise self.fail(f"tensor {key!r} is missing")
-        t = self.tensors[key]
-        want_shape = tuple(like.shape) if like is not None else shape
-        want_dtype = like.dtype if like is not None else dtype
-        if (want_shape is not None and tuple(t.shape) != want_shape) or (want_dtype is not None and t.dtype != want_dtype):
-            raise self.fail(f"tensor {key!r} is {tuple(t.shape)} {t.dtype}, expected {want_shape} {want_dtype}")
-        self.used.add(key)
-        return t
-
-    def generator_state(self, key: str, device: torch.device) -> torch.Tensor:
-        state = self.tensor(key, dtype=torch.uint8)
-        try:  # a scratch generator: a bad state is refused without touching the live one
-            torch.Generator(device=device).set_state(state)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise self.fail(f"tensor {key!r} is not a valid {device.type} generator state ({exc})") from None
-        return state
-
-
-def _check_grad_views(agent: Agent, flat_grad: torch.Tensor) -> None:
-    """Every trained parameter's ``.grad`` must still live inside ``flat_grad``.
-
-    ``losses.make_optimizer`` makes each ``.grad`` a view into one flat buffer; restoring a
-    checkpoint copies values in place and must never replace those tensors.
-    """
-    lo = flat_grad.data_ptr()
-    hi = lo + flat_grad.numel() * flat_grad.element_size()
-    for p in list(agent.actor.parameters()) + list(agent.critic.parameters()):
-        g = p.grad
-        if g is None or not (lo <= g.data_ptr() < hi):
-            raise RuntimeError("internal error: a parameter's .grad no longer views the flat gradient buffer")
-
-
 # --------------------------------------------------------------------------------------
 # The trainer.
 # --------------------------------------------------------------------------------------
-
-
-def resume_config(path: str | Path, **overrides: Any) -> Config:
-    """The config to pass to :func:`train` to continue the run at ``path``.
-
-    The run's saved config with ``resume=path`` and ``overrides`` applied (e.g.
-    ``total_steps=200_000``); ``train.py --resume`` builds the same thing from its flags.
-    Overriding a field outside :data:`gumbel_ac.config.RESUME_OVERRIDABLE` to a new value is
-    refused by :func:`train`.
-    """
-    return dataclasses.replace(saved_config(path), resume=str(path), **overrides)
 
 
 def train(config: Config) -> TrainResult:
@@ -351,18 +230,22 @@ def train(config: Config) -> TrainResult:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     try:
-        return _train(config, resume_dir, candidates)
+        dist_ctx = setup(config)  # a single process unless launched by torchrun with P > 1
+        result = _train(config, resume_dir, candidates, dist_ctx)
+        dist_ctx.close()  # barrier, then leave the process group (not on errors: peers may be gone)
+        return result
     finally:
         if config.deterministic_cuda:
             torch.use_deterministic_algorithms(previous_deterministic)
 
 
-def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> TrainResult:
+def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist_ctx: DistContext) -> TrainResult:
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
+    device = dist_ctx.device
+    torch.manual_seed(config.seed)  # initial weights: the same on every rank (and broadcast anyway)
+    seed = dist_ctx.rank_seed(config.seed)  # this rank's envs and sampling; config.seed on rank 0
+    np.random.seed(seed)
 
     # --- environments, agent, optimizer, replay ------------------------------------------
     env = _make_env_checked(config.env, config.num_envs, device, **config.env_kwargs_dict())
@@ -401,10 +284,11 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     )
     estimator = build_estimator(config)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, spec.num_heads, device)
-    act_gen = torch.Generator(device=device).manual_seed(config.seed)
-    update_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    replay_gen = torch.Generator(device=device).manual_seed(config.seed + 2)
-    torch_env = _torch_env(env)
+    act_gen = torch.Generator(device=device).manual_seed(seed)
+    update_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    replay_gen = torch.Generator(device=device).manual_seed(seed + 2)
+    torch_env = torch_env_of(env)
+    generators = {"act": act_gen, "update": update_gen, "replay": replay_gen}
 
     # Device-side accumulators, read once per log interval.
     num_stats = len(UpdateStats.NAMES)
@@ -412,64 +296,60 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     ep_sums = torch.zeros(3, device=device)  # count, return sum, length sum
     streak = torch.zeros((), device=device)
     max_streak = torch.zeros((), device=device)
+    accumulators = {"stats_sum": stats_sum, "ep_sums": ep_sums, "streak": streak, "max_streak": max_streak}
     updates_in_window = 0
     global_step = 0
     evals: list[EvalRecord] = []
     train_seconds = 0.0
     notes: list[str] = []  # start-up messages, printed once the logger exists
 
-    obs = env.reset(seed=config.seed)
+    obs = env.reset(seed=seed)
 
-    # --- resume: put every piece of loop state back ---------------------------------------
+    # --- resume: put every piece of loop state back (gumbel_ac/resume.py) ------------------
     resumed_from: Path | None = None
     resumed_finished = False
-    if resume_dir is not None:
-        problems: list[str] = []
-        for ckpt in candidates:
-            try:
-                state = _load_resume_state(
-                    ckpt, config, device, spaces, agent, optimizer, buffer, torch_env, obs,
-                    {"act": act_gen, "update": update_gen, "replay": replay_gen},
-                    {"stats_sum": stats_sum, "ep_sums": ep_sums, "streak": streak, "max_streak": max_streak},
-                )
-            except CheckpointError as exc:
-                problems.append(str(exc))
-                notes.append(f"warning: cannot resume from {ckpt.name}: {exc}; trying an older checkpoint")
-                continue
-            resumed_from = ckpt
-            break
-        if resumed_from is None:
-            env.close()
-            raise CheckpointError(f"{resume_dir}: no checkpoint can be resumed: " + " | ".join(problems))
-        _check_grad_views(agent, flat_grad)
-        global_step = state["global_step"]
-        updates_in_window = state["updates_in_window"]
-        train_seconds = state["train_seconds"]
-        evals = [EvalRecord(*e) for e in state["evals"]]
-        resumed_finished = state["finished"]
-        if torch_env is not None:
-            obs = state["obs"]
-        else:
-            # A Gymnasium numpy env's state cannot be captured in general: re-seed it from
-            # (seed, step). Episodes in flight at the checkpoint are cut (docs/resume.md).
-            obs = env.reset(seed=_resume_env_seed(config.seed, global_step))
-            notes.append(
-                f"note: {config.env} is a Gymnasium numpy env: its state is not restorable; it was re-seeded "
-                f"from (seed, step) and the run continues from fresh episodes"
+    if resume_dir is not None and dist_ctx.is_main:  # checkpoints hold rank 0's state
+        try:
+            point = restore(
+                resume_dir, candidates, config=config, device=device, spaces=spaces, agent=agent,
+                optimizer=optimizer, flat_grad=flat_grad, buffer=buffer, env=env, obs=obs,
+                generators=generators, accumulators=accumulators, notes=notes,
             )
-        for ckpt in list_checkpoints(resume_dir):  # newer than the resume point: corrupt, set aside
-            if int(ckpt.name.split("_")[1]) > global_step:
-                ckpt.rename(ckpt.with_name(f"bad_{ckpt.name}"))
-                notes.append(f"warning: set aside unreadable newer checkpoint as {ckpt.with_name('bad_' + ckpt.name)}")
-        clean_stale_temp(resume_dir)
+        except BaseException:
+            env.close()
+            raise
+        resumed_from, resumed_finished = point.checkpoint, point.finished
+        global_step, updates_in_window, obs = point.global_step, point.updates_in_window, point.obs
+        train_seconds = point.train_seconds
+        evals = [EvalRecord(*e) for e in point.evals]
 
-    run_dir = prepare_run_dir(config)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
+    # --- distributed start: every rank takes rank 0's weights, Adam state and counters ------
+    global_step, updates_in_window = dist_ctx.sync_start(agent, optimizer, [global_step, updates_in_window])
+    steps_per_iter = config.num_envs * dist_ctx.world_size  # env steps of all ranks per iteration
+    if global_step % steps_per_iter:
+        env.close()
+        raise ConfigError(f"the checkpoint's step {global_step} is not a multiple of num_envs x ranks = "
+                          f"{steps_per_iter}: resume with the number of ranks it was trained with")
+    if resume_dir is not None and not dist_ctx.is_main:
+        # Ranks > 0 are not in the checkpoint: re-seed from (seed, rank, step), empty replay.
+        seed = dist_ctx.resume_seed(config.seed, global_step)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        for i, gen in enumerate(generators.values()):
+            gen.manual_seed(seed + i)
+        obs = env.reset(seed=seed)
+    rows_added = 0  # this rank's env rows since the start; the same number on every rank
+
+    if dist_ctx.is_main:
+        run_dir = prepare_run_dir(config)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+    else:
+        run_dir = Path(config.runs_dir) / (config.run_name or "")
     if resumed_from is not None:
         dropped = truncate_metrics(run_dir / "metrics.jsonl", global_step)
         notes.insert(0, f"resuming {run_dir} from {resumed_from.name} at step {global_step} "
                         f"({dropped} metrics line(s) written after that checkpoint dropped)")
-    logger = MetricsLogger(
+    logger: MetricsLogger | SilentLogger = SilentLogger() if not dist_ctx.is_main else MetricsLogger(
         run_dir,
         total_steps=config.total_steps,
         estimator=config.estimator,
@@ -484,16 +364,12 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     for note in notes:
         logger.message(note)
 
-    iterations = math.ceil(config.total_steps / config.num_envs)
-    end_step = iterations * config.num_envs
+    iterations = math.ceil(config.total_steps / steps_per_iter)
+    end_step = iterations * steps_per_iter
 
     def checkpoint(step: int, finished: bool) -> Path | None:
         """Save weights and the whole loop state (bookkeeping phase only: it reads the device)."""
-        tensors, tmeta = _collect_resume_state(
-            config, optimizer, buffer, torch_env, obs,
-            {"act": act_gen, "update": update_gen, "replay": replay_gen},
-            {"stats_sum": stats_sum, "ep_sums": ep_sums, "streak": streak, "max_streak": max_streak},
-        )
+        tensors, tmeta = collect_state(config, optimizer, buffer, torch_env, obs, generators, accumulators)
         tmeta.update(
             global_step=step,
             updates_in_window=updates_in_window,
@@ -539,9 +415,9 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                 # one took its place, and its rows were dropped): an extended run does it now,
                 # as an uninterrupted longer run would have.
                 periodic_eval()
-            for _ in range(global_step // config.num_envs, iterations):
+            for iteration in range(global_step // steps_per_iter, iterations):
                 # 1. rollout ---------------------------------------------------------------
-                global_step += config.num_envs
+                global_step += steps_per_iter
                 if global_step <= config.learning_starts:
                     action = agent.random_actions(config.num_envs, act_gen, device)
                 else:
@@ -549,13 +425,17 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                 step = env.step(action)
                 buffer.add(obs, action, step.reward, step.next_obs, step.terminated, step.valid)
                 obs = step.obs
+                rows_added += config.num_envs
                 done = step.episode_done.to(ep_sums.dtype)
                 ep_sums += torch.stack(
                     [done.sum(), (step.episode_return * done).sum(), (step.episode_length * done).sum()]
                 )
 
                 # 2. update ----------------------------------------------------------------
-                if global_step > config.learning_starts and len(buffer) >= config.batch_size:
+                # Ranks must agree on whether to update (it is a collective): under torchrun the
+                # gate counts rows offered, equal on every rank, not rows kept (NEXT_STEP envs).
+                filled = rows_added if dist_ctx.enabled else len(buffer)
+                if global_step > config.learning_starts and filled >= config.batch_size:
                     tau = config.temperature_at(global_step)
                     for _ in range(config.updates_per_step):
                         batch = buffer.sample(config.batch_size, generator=replay_gen)
@@ -570,11 +450,13 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                             target_update_rate=config.target_update_rate,
                             autotune_alpha=config.autotune_alpha,
                             generator=update_gen,
+                            grad_hook=dist_ctx.grad_hook,
                         )
                         packed = stats.as_tensor()
                         stats_sum += packed
-                        streak = (streak + packed[-1]) * packed[-1]
-                        max_streak = torch.maximum(max_streak, streak)
+                        # In place: ``accumulators`` (saved in checkpoints) must keep these tensors.
+                        streak.add_(packed[-1]).mul_(packed[-1])
+                        torch.maximum(max_streak, streak, out=max_streak)
                         updates_in_window += 1
 
                 # 3. bookkeeping -----------------------------------------------------------
@@ -583,7 +465,10 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                 last = global_step >= end_step
                 if global_step >= next_log or last:
                     next_log = _next_boundary(global_step, config.log_every) if config.log_every > 0 else 0
-                    host = torch.cat([stats_sum, ep_sums, max_streak.reshape(1)]).cpu().tolist()
+                    # Summed over ranks (one collective per log interval): episode statistics
+                    # of all ranks' envs, update statistics averaged over ranks.
+                    host = dist_ctx.sum(torch.cat([stats_sum, ep_sums, max_streak.reshape(1)])).cpu().tolist()
+                    ranks = dist_ctx.world_size
                     now = time.perf_counter()
                     metrics: dict[str, float] = {
                         "charts/sps": (global_step - window_step) / max(now - window_start, 1e-9),
@@ -592,15 +477,16 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                     }
                     if updates_in_window:
                         for name, value in zip(UpdateStats.NAMES, host[:num_stats]):
-                            metrics[name] = value / updates_in_window
+                            metrics[name] = value / (updates_in_window * ranks)
                     count = host[num_stats]
                     if count > 0:
                         metrics["charts/episodic_return"] = host[num_stats + 1] / count
                         metrics["charts/episodic_length"] = host[num_stats + 2] / count
                     logger.log(global_step, metrics)
-                    if host[-1] >= config.max_nonfinite_updates:
+                    streak_max = host[-1] / ranks  # the same on every rank (checked after the all-reduce)
+                    if streak_max >= config.max_nonfinite_updates:
                         raise TrainingError(
-                            f"{int(host[-1])} consecutive updates had a non-finite loss or gradient "
+                            f"{int(streak_max)} consecutive updates had a non-finite loss or gradient "
                             f"(limit max_nonfinite_updates={config.max_nonfinite_updates}); lower the "
                             "learning rates or check the environment's rewards/observations"
                         )
@@ -609,13 +495,13 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
                     max_streak.zero_()
                     updates_in_window = 0
                     window_start, window_step = time.perf_counter(), global_step
-                if global_step >= next_eval and not last:
+                if dist_ctx.is_main and global_step >= next_eval and not last:
                     next_eval = _next_boundary(global_step, config.eval_every)
                     periodic_eval()
-                if global_step >= next_ckpt and not last:
+                if dist_ctx.is_main and global_step >= next_ckpt and not last:
                     next_ckpt = _next_boundary(global_step, config.checkpoint_every)
                     checkpoint(global_step, finished=False)
-                if stop.stop:
+                if dist_ctx.agree(stop.stop, iteration):  # every rank stops at the same iteration
                     interrupted = not last
                     break
             train_seconds += time.perf_counter() - tic
@@ -623,15 +509,16 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
 
             # --- the end: final checkpoint (still under the stop flag: a SIGTERM now
             # must not kill the write) ---------------------------------------------------
-            if global_step == start_step and resumed_from is not None:
-                path: Path | None = resumed_from  # nothing happened since: keep that checkpoint
-            else:
+            path: Path | None = None
+            if dist_ctx.is_main and global_step == start_step and resumed_from is not None:
+                path = resumed_from  # nothing happened since: keep that checkpoint
+            elif dist_ctx.is_main:
                 path = checkpoint(global_step, finished=not interrupted)
         if interrupted:
             logger.message(f"interrupted at step {global_step}: checkpoint written to {path}; "
                            f"continue with: python train.py --resume {run_dir}")
             final_mean = final_std = float("nan")
-        elif config.final_eval_episodes > 0:
+        elif config.final_eval_episodes > 0 and dist_ctx.is_main:
             returns = evaluate(
                 agent, eval_env_id, episodes=config.final_eval_episodes, seed=config.seed + 2000, device=device,
                 env_kwargs=config.eval_env_kwargs(),
@@ -651,182 +538,6 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path]) -> T
     return TrainResult(run_dir, final_mean, final_std, evals, train_seconds, interrupted)
 
 
-def _collect_resume_state(
-    config: Config,
-    optimizer: FlatAdam,
-    buffer: ReplayBuffer,
-    torch_env: Any | None,
-    obs: torch.Tensor,
-    generators: dict[str, torch.Generator],
-    accumulators: dict[str, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors for ``training.safetensors`` and the manifest's ``training`` object (without
-    the loop counters, which the caller adds). Reads the device: bookkeeping phase only."""
-    optim_state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {
-        "optim.exp_avg": optim_state["exp_avg"],
-        "optim.exp_avg_sq": optim_state["exp_avg_sq"],
-    }
-    for name, gen in generators.items():
-        tensors[f"rng.{name}"] = gen.get_state()
-    tensors["rng.torch_cpu"] = torch.get_rng_state()
-    for name, t in accumulators.items():
-        tensors[f"loop.{name}"] = t
-    tensors["loop.obs"] = obs
-    env_meta: dict[str, Any] = {"kind": "gymnasium"}
-    if torch_env is not None:
-        for i, t in enumerate(torch_env._state):
-            tensors[f"env.state.{i}"] = t
-        for i, t in enumerate(torch_env._reset_states_K):
-            tensors[f"env.reset_states.{i}"] = t
-        tensors["env.ep_return"] = torch_env._ep_return_N
-        tensors["env.ep_length"] = torch_env._ep_length_N
-        tensors["env.generator"] = torch_env._generator.get_state()
-        env_meta = {
-            "kind": "torch",
-            "num_state": len(torch_env._state),
-            "num_reset_states": len(torch_env._reset_states_K),
-            "reset_index": int(torch_env._reset_index),
-        }
-    replay_tensors, replay_meta = _replay_state(buffer, config)
-    tensors.update(replay_tensors)
-    tmeta = {
-        "version": TRAINING_STATE_VERSION,
-        "optimizer_steps": int(optim_state["steps"]),
-        "env": env_meta,
-        "replay": replay_meta,
-    }
-    return tensors, tmeta
-
-
-def _load_resume_state(
-    ckpt: Path,
-    config: Config,
-    device: torch.device,
-    spaces: dict[str, Any],
-    agent: Agent,
-    optimizer: FlatAdam,
-    buffer: ReplayBuffer,
-    torch_env: Any | None,
-    obs: torch.Tensor,
-    generators: dict[str, torch.Generator],
-    accumulators: dict[str, torch.Tensor],
-) -> dict[str, Any]:
-    """Check a checkpoint's whole state against the live objects, then load it into them.
-
-    Raises :class:`CheckpointError` (changing nothing) if anything is missing, mistyped or
-    mis-shaped. Returns the loop counters and the saved observation.
-    """
-    loaded = load_run(ckpt, device="cpu")
-    meta = loaded.meta
-    check_spaces_match(meta, spaces, config.env)
-    if meta["obs_dim"] != agent.obs_dim or tuple(meta["action_nvec"]) != tuple(agent.spec.nvec):
-        raise CheckpointError(f"{ckpt / 'meta.json'}: the agent's shapes do not match env {config.env}")
-    tensors, tmeta = read_training_state(ckpt, meta)
-    r = _Restore(ckpt, tensors, tmeta)
-    if r.field("version", int) != TRAINING_STATE_VERSION:
-        raise r.fail(f"training state version {tmeta.get('version')!r} is not supported", manifest=True)
-    if r.field("device", str) != device.type:
-        raise r.fail(
-            f"the run was trained on {tmeta['device']} and its RNG states are {tmeta['device']}-specific; "
-            f"resume it with --device {tmeta['device']}", manifest=True)
-    global_step = r.field("global_step", int)
-    if global_step != meta["step"] or global_step % config.num_envs or global_step < 0:
-        raise r.fail(f"global_step {global_step} does not match the checkpoint step {meta['step']}", manifest=True)
-    updates_in_window = r.field("updates_in_window", int)
-    train_seconds = r.field("train_seconds", (int, float))
-    evals = r.field("evals", list)
-    if not all(isinstance(e, list) and len(e) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                           for x in e) for e in evals):
-        raise r.fail("training field 'evals' must be a list of [step, mean, std, seconds]", manifest=True)
-    finished = r.field("finished", bool)
-
-    # Optimizer: FlatAdam's two moment vectors (the flat parameter's shape) and step count.
-    steps = r.field("optimizer_steps", int)
-    if steps < 0:
-        raise r.fail("training field 'optimizer_steps' is negative", manifest=True)
-    optim_state = optimizer.state_dict()  # learning rates, betas, eps: from this run's config
-    optim_state["steps"] = steps
-    for key in ("exp_avg", "exp_avg_sq"):
-        optim_state[key] = r.tensor(f"optim.{key}", optim_state[key])
-    gen_states = {name: r.generator_state(f"rng.{name}", device) for name in generators}
-    cpu_rng = r.generator_state("rng.torch_cpu", torch.device("cpu"))
-    acc = {name: r.tensor(f"loop.{name}", t) for name, t in accumulators.items()}
-    saved_obs = r.tensor("loop.obs", obs)
-
-    # Env.
-    env_meta = r.field("env", dict)
-    env_tensors: dict[str, Any] = {}
-    if torch_env is not None:
-        if env_meta.get("kind") != "torch":
-            raise r.fail("the checkpoint holds no torch env state for this torch env", manifest=True)
-        if env_meta.get("num_state") != len(torch_env._state) or \
-                env_meta.get("num_reset_states") != len(torch_env._reset_states_K):
-            raise r.fail("the env state's tensor count does not match the env", manifest=True)
-        reset_index = env_meta.get("reset_index")
-        if not isinstance(reset_index, int) or isinstance(reset_index, bool) or \
-                not 0 <= reset_index <= max(1, int(getattr(torch_env, "reset_block", 1))):
-            raise r.fail("the env's reset_index is out of range", manifest=True)
-        env_tensors = {
-            "state": [r.tensor(f"env.state.{i}", t) for i, t in enumerate(torch_env._state)],
-            "reset_states": [r.tensor(f"env.reset_states.{i}", t) for i, t in enumerate(torch_env._reset_states_K)],
-            "ep_return": r.tensor("env.ep_return", torch_env._ep_return_N),
-            "ep_length": r.tensor("env.ep_length", torch_env._ep_length_N),
-            "generator": r.generator_state("env.generator", torch_env._generator.device),
-            "reset_index": reset_index,
-        }
-
-    # Replay.
-    replay_meta = r.field("replay", dict)
-    mode, size, pos = replay_meta.get("mode"), replay_meta.get("size"), replay_meta.get("pos")
-    if mode not in ("exact", "newest", "none") or not isinstance(size, int) or not isinstance(pos, int) \
-            or isinstance(size, bool) or isinstance(pos, bool) or not 0 <= size <= buffer.capacity \
-            or not 0 <= pos < buffer.capacity or (mode == "exact" and size < buffer.capacity and pos != size):
-        raise r.fail(f"training field 'replay' is invalid ({replay_meta!r})", manifest=True)
-    replay: dict[str, torch.Tensor] = {}
-    if mode != "none":
-        like = {"obs": buffer.obs_CD, "next_obs": buffer.next_obs_CD, "action": buffer.action_CH,
-                "reward": buffer.reward_C, "terminated": buffer.terminated_C}
-        replay = {k: r.tensor(f"replay.{k}", shape=(size,) + tuple(t.shape[1:]), dtype=t.dtype) for k, t in like.items()}
-    extra = sorted(set(tensors) - r.used)
-    if extra:
-        raise r.fail(f"unexpected tensors {extra[:5]}")
-
-    # --- everything checked: apply ---------------------------------------------------------
-    agent.load_state_dict(loaded.agent.state_dict())
-    optimizer.load_state_dict(optim_state)  # copies in place: the flat views survive
-    for name, gen in generators.items():
-        gen.set_state(gen_states[name])
-    torch.set_rng_state(cpu_rng)
-    for name, t in accumulators.items():
-        t.copy_(acc[name])
-    if torch_env is not None:
-        torch_env._state = tuple(t.to(torch_env.device) for t in env_tensors["state"])
-        torch_env._reset_states_K = tuple(t.to(torch_env.device) for t in env_tensors["reset_states"])
-        torch_env._reset_index = env_tensors["reset_index"]
-        torch_env._ep_return_N = env_tensors["ep_return"].to(torch_env.device)
-        torch_env._ep_length_N = env_tensors["ep_length"].to(torch_env.device)
-        torch_env._generator.set_state(env_tensors["generator"])
-    if mode == "exact":
-        rows = slice(0, size)
-        buffer.obs_CD[rows] = replay["obs"].to(buffer.device)
-        buffer.next_obs_CD[rows] = replay["next_obs"].to(buffer.device)
-        buffer.action_CH[rows] = replay["action"].to(buffer.device)
-        buffer.reward_C[rows] = replay["reward"].to(buffer.device)
-        buffer.terminated_C[rows] = replay["terminated"].to(buffer.device)
-        buffer.pos, buffer.size = pos, size
-    elif mode == "newest":
-        buffer.load_state_dict(replay)
-    return {
-        "global_step": global_step,
-        "updates_in_window": updates_in_window,
-        "train_seconds": float(train_seconds),
-        "evals": [(int(e[0]), float(e[1]), float(e[2]), float(e[3])) for e in evals],
-        "obs": saved_obs.to(device),
-        "finished": finished,
-    }
-
-
 def train_seeds(config: Config) -> list[TrainResult]:
     """Train ``config.num_seeds`` independent agents (seeds ``seed .. seed + S - 1``) in turn.
 
@@ -837,6 +548,8 @@ def train_seeds(config: Config) -> list[TrainResult]:
     it unchanged.
     """
     config.validate()
+    if config.num_seeds > 1 and launched_world_size() > 1:
+        raise ConfigError("--num-seeds > 1 cannot run under torchrun; launch one torchrun per seed")
     if config.num_seeds == 1:
         return [train(config)]
     base = config.run_name or default_run_name(dataclasses.replace(config, seed=config.seed))

@@ -87,7 +87,7 @@ OUTCOMES = {"trained": 0, "config_error": 0}
                                                                   HealthCheck.too_slow])
 @given(fields=configs())
 def test_every_config_trains_or_fails_at_start(tmp_path: Path, fields: dict[str, Any]) -> None:
-    cfg = Config(**fields, progress=False, runs_dir=str(tmp_path), run_name="p")
+    cfg = Config(**{"progress": False, **fields}, runs_dir=str(tmp_path), run_name="p")
     try:
         train(cfg)
     except ConfigError as exc:
