@@ -1,7 +1,7 @@
 """Same agent, critic and seeds; only the actor's gradient estimator changes. Who learns faster?
 
-    python benchmarks/compare_estimators.py            # default: 3 tasks x 7 estimators x 3 seeds + tau sweep (~10 min, 2 workers)
-    python benchmarks/compare_estimators.py --quick    # ~2 min: 5 estimators, 2 seeds, small budgets
+    python benchmarks/compare_estimators.py            # default: 3 tasks x 7 estimators x 3 seeds + tau sweep (~5.5 min, 2 workers)
+    python benchmarks/compare_estimators.py --quick    # ~20 s-2 min: 5 estimators, 2 seeds, small budgets
     python benchmarks/compare_estimators.py --tasks catch --estimators gumbel-st softmax-st --seeds 0 1 2 3 4
 
 This is the RL half of the package's question (DESIGN.md §1): *when does Gumbel noise beat a
