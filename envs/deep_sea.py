@@ -3,9 +3,14 @@
 Reference: bsuite/environments/deep_sea.py (Osband et al. 2019, "Behaviour Suite for
 Reinforcement Learning"; deterministic version). An ``size x size`` grid; the agent starts top
 left and falls one row per step, moving one column left or right (clipped at the walls).
-Which action index means "right" is drawn per cell and per env (bsuite's
-``action_mapping = rng.binomial(1, 0.5, [size, size])``; here one mapping per sub-env, fixed
-for its life, redrawn when ``reset(seed=...)`` reseeds). Moving right costs
+Which action index means "right" is drawn per cell (bsuite's
+``action_mapping = rng.binomial(1, 0.5, [size, size])`` from its ``mapping_seed``). By default
+one mapping, drawn from ``mapping_seed=0``, is shared by every sub-env and by every env built
+with the same seed -- one task, as bsuite's single environment is, so the training
+population and the evaluation env agree (the observation does not reveal the mapping; a
+population of different mappings behind identical observations cannot be solved).
+``mapping_seed=None`` draws a mapping per sub-env from the env's generator instead (fixed for
+its life, redrawn when ``reset(seed=...)`` reseeds). Moving right costs
 ``unscaled_move_cost / size``; moving right from the last column pays +1 (possible only on the
 last row, after ``size - 1`` rights). The episode terminates after ``size`` steps; the optimal
 return is ``1 - unscaled_move_cost`` = 0.99, and a uniformly random policy collects the +1 with
@@ -39,6 +44,8 @@ class DeepSeaEnv(TorchVectorEnv):
         unscaled_move_cost: cost of a right move times ``size`` (bsuite default 0.01).
         randomize_actions: bsuite's option; ``False`` makes action 1 "right" everywhere (debug).
         flatten: observations ``[size*size]`` instead of bsuite's ``[size, size]``.
+        mapping_seed: seed of the one action mapping all sub-env share (bsuite's name);
+            ``None``: an independent mapping per sub-env from the env's generator.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -64,6 +71,7 @@ class DeepSeaEnv(TorchVectorEnv):
         unscaled_move_cost: float = 0.01,
         randomize_actions: bool = True,
         flatten: bool = False,
+        mapping_seed: int | None = 0,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}.")
@@ -71,6 +79,7 @@ class DeepSeaEnv(TorchVectorEnv):
         self.unscaled_move_cost = float(unscaled_move_cost)
         self.randomize_actions = randomize_actions
         self.flatten = flatten
+        self.mapping_seed = mapping_seed
         super().__init__(
             num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
             render_mode=render_mode, validate_actions=validate_actions, seed=seed,
@@ -84,7 +93,12 @@ class DeepSeaEnv(TorchVectorEnv):
 
     def _on_seed(self, generator: torch.Generator) -> None:
         n = self.size
-        if self.randomize_actions:
+        if self.randomize_actions and self.mapping_seed is not None:
+            # One task: the same mapping for every sub-env, from bsuite's mapping_seed.
+            shared = torch.Generator(device=self.device).manual_seed(int(self.mapping_seed))
+            one = torch.randint(0, 2, (1, n * n), generator=shared, device=self.device)
+            mapping = one.expand(self.num_envs, -1).contiguous()
+        elif self.randomize_actions:
             # The action index that means "right" in each cell: bsuite's binomial(1, 0.5).
             mapping = torch.randint(0, 2, (self.num_envs, n * n), generator=generator, device=self.device)
         else:

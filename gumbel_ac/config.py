@@ -100,6 +100,9 @@ class Config:
     """Adam learning rate of the twin critics (higher than SAC's 3e-4: measured faster here)."""
     alpha_lr: float = 3e-3
     """Adam learning rate of log(alpha) when autotune_alpha is on."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """Learning-rate schedule of all three rates: constant, or linear decay to 0 at
+    total_steps (RL-Zoo's schedule for CartPole; it keeps a solved policy from drifting)."""
     batch_size: int = 0
     """Replay minibatch size per gradient step. 0 = auto: 128 for up to 128 envs, else
     num_envs (capped at 4096), so each update sees about one vector step's worth of data."""
@@ -325,6 +328,10 @@ class Config:
             self.temperature_schedule in ("linear", "exponential"),
             f"temperature_schedule must be 'linear' or 'exponential', got {self.temperature_schedule!r}",
         )
+        need(
+            self.lr_schedule in ("constant", "linear"),
+            f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}",
+        )
         need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
         need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
         need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
@@ -380,6 +387,12 @@ class Config:
                     f"{f.name} must be of type {_type_name(hints[f.name])}, got {value!r} "
                     f"({type(value).__name__})"
                 )
+
+    def lr_scale_at(self, step: int) -> float:
+        """Multiplier of the learning rates after ``step`` env steps (a Python float)."""
+        if self.lr_schedule == "linear":
+            return max(0.0, 1.0 - step / self.total_steps)
+        return 1.0
 
     def temperature_at(self, step: int) -> float:
         """Gumbel temperature after ``step`` env steps (a Python float: no device sync)."""

@@ -437,6 +437,7 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
                 filled = rows_added if dist_ctx.enabled else len(buffer)
                 if global_step > config.learning_starts and filled >= config.batch_size:
                     tau = config.temperature_at(global_step)
+                    optimizer.lr_scale = config.lr_scale_at(global_step)
                     for _ in range(config.updates_per_step):
                         batch = buffer.sample(config.batch_size, generator=replay_gen)
                         stats = update(
@@ -473,6 +474,7 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
                     metrics: dict[str, float] = {
                         "charts/sps": (global_step - window_step) / max(now - window_start, 1e-9),
                         "charts/gumbel_temperature": config.temperature_at(global_step),
+                        "charts/lr_scale": config.lr_scale_at(global_step),
                         "charts/updates": float(updates_in_window),
                     }
                     if updates_in_window:

@@ -51,8 +51,22 @@ def test_deep_sea_optimal_return(size: int) -> None:
     assert torch.allclose(info["episode"]["r"], torch.full((64,), 0.99))
 
 
+def test_deep_sea_shared_mapping_is_one_task() -> None:
+    """Default: one mapping (bsuite's mapping_seed) shared by all sub-envs and across seeds."""
+    a = DeepSeaEnv(num_envs=8, size=6, seed=2)
+    a.reset()
+    b = DeepSeaEnv(num_envs=3, size=6, seed=9)
+    b.reset(seed=5)
+    assert torch.equal(a.action_mapping, a.action_mapping[:1].expand(8, -1))
+    assert torch.equal(a.action_mapping[:3], b.action_mapping)
+    assert 0.2 < a.action_mapping.float().mean() < 0.8
+    c = DeepSeaEnv(num_envs=1, size=6, mapping_seed=1)
+    c.reset()
+    assert not torch.equal(c.action_mapping[0], a.action_mapping[0])
+
+
 def test_deep_sea_mapping_random_per_env_and_fixed_for_life() -> None:
-    env = DeepSeaEnv(num_envs=256, size=6, seed=2)
+    env = DeepSeaEnv(num_envs=256, size=6, seed=2, mapping_seed=None)
     env.reset()
     m = env.action_mapping.clone()
     assert 0.4 < m.float().mean() < 0.6
