@@ -81,7 +81,7 @@ class Config:
     num_seeds: int = 1
     """Train this many independent agents, seeds seed, seed+1, ..., one run folder each
     (<run-name>__s<seed>), one after another in this process (README, "Many seeds")."""
-    total_steps: int = 60_000
+    total_steps: int = 50_000
     """Environment steps to train for (summed over the parallel envs)."""
     num_envs: int = 16
     """Parallel environments stepping in one batch."""
@@ -94,8 +94,9 @@ class Config:
     # --- algorithm --------------------------------------------------------------------
     gamma: float = 0.995
     """Discount factor."""
-    actor_lr: float = 1e-3
-    """Adam learning rate of the actor."""
+    actor_lr: float = 3e-3
+    """Adam learning rate of the actor (3e-3 reached 475 on CartPole in ~30% fewer steps than
+    1e-3 over 5 seeds; README, "Results")."""
     critic_lr: float = 3e-3
     """Adam learning rate of the twin critics (higher than SAC's 3e-4: measured faster here)."""
     alpha_lr: float = 3e-3

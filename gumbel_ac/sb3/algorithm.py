@@ -103,7 +103,7 @@ class GumbelAC(OffPolicyAlgorithm):
         env: GymEnv | str | None,
         *,
         estimator: str = "gumbel-st",
-        actor_lr: float | Schedule = 1e-3,
+        actor_lr: float | Schedule = 3e-3,
         critic_lr: float | Schedule = 3e-3,
         alpha_lr: float | Schedule = 3e-3,
         buffer_size: int = 100_000,
