@@ -16,15 +16,11 @@ Tasks (chosen to make estimator differences visible, if there are any):
 * ``cartpole`` -- ``gumbel_ac/CartPole-v1``, K = 2 actions. DESIGN.md §4 measured no
   difference here; it is the control.
 * ``deepsea`` -- bsuite's DeepSea (size 10, deep exploration: a uniformly random policy finds
-  the +1 with probability 2**-10). Uses ``gumbel_ac/DeepSeaShared10-v0``, registered by this
-  script (:class:`SharedMappingDeepSea`): the registered ``gumbel_ac/DeepSea-v0`` draws one
-  left/right action mapping *per sub-env* and redraws it whenever ``reset(seed=...)`` is
-  called, so 16 training envs are 16 different MDPs behind identical observations and the
-  evaluation env is yet another one -- no policy can learn it (checked: eval return stays 0
-  for 30k steps). bsuite's DeepSea is one MDP with a fixed ``mapping_seed``; the variant here
-  restores that: one mapping, shared by every sub-env and by the evaluation env.
-  (``Config`` has no field for env kwargs, so ``size`` cannot be passed through ``train()``;
-  registering an id with the kwargs baked in needs no core change.)
+  the +1 with probability 2**-10): ``gumbel_ac/DeepSea-v0`` with ``Config.env_kwargs =
+  '{"size": 10}'``. As in bsuite it is ONE MDP: the env's default ``mapping_seed=0`` gives every
+  sub-env, every seed's training env and the evaluation env the same left/right action mapping
+  (so the agent's seed changes the agent, not the task). Each run folder is evaluable as is
+  (``python eval.py runs/compare/runs/deepsea__...``: eval.py applies the saved env_kwargs).
 * ``catch`` -- bsuite's Catch (``gumbel_ac/Catch-v0``), K = 3 actions.
 
 Plus a temperature sweep: gumbel-st vs softmax-st over ``--sweep-taus`` on ``--sweep-task``.
@@ -73,7 +69,6 @@ OPTIONAL_ESTIMATORS: tuple[str, ...] = ("gumbel-rao", "reinmax")
 MIN_TAU: dict[str, float] = {"reinmax": 1.0}
 
 DEEPSEA_SIZE = 10
-DEEPSEA_ID = f"gumbel_ac/DeepSeaShared{DEEPSEA_SIZE}-v0"
 
 
 @dataclass(frozen=True)
@@ -89,6 +84,13 @@ class Task:
     threshold: float
     """Deterministic-eval return counted as "solved" for the steps-to-threshold column."""
     eval_episodes: int = 10
+    env_kwargs: str = ""
+    """``Config.env_kwargs`` of the task (a JSON object string; applies to evaluation too)."""
+
+    @property
+    def label(self) -> str:
+        """The env id plus its kwargs, for plot titles."""
+        return f"{self.env} {self.env_kwargs}" if self.env_kwargs else self.env
 
 
 TASKS: dict[str, Task] = {
@@ -96,52 +98,13 @@ TASKS: dict[str, Task] = {
     for t in (
         Task("cartpole", "gumbel_ac/CartPole-v1", 25_000, 6_000, 2_500, 1_000, 475.0),
         # Deterministic env + deterministic policy: every eval episode is the same one.
-        Task("deepsea", DEEPSEA_ID, 30_000, 12_000, 2_000, 1_000, 0.9, eval_episodes=2),
+        Task(
+            "deepsea", "gumbel_ac/DeepSea-v0", 30_000, 12_000, 2_000, 1_000, 0.9, eval_episodes=2,
+            env_kwargs=json.dumps({"size": DEEPSEA_SIZE}),
+        ),
         Task("catch", "gumbel_ac/Catch-v0", 15_000, 5_000, 1_000, 500, 0.8, eval_episodes=20),
     )
 }
-
-
-# --------------------------------------------------------------------------------------
-# The benchmark-local DeepSea variant (see the module docstring for why).
-# --------------------------------------------------------------------------------------
-
-
-def _deepsea_class() -> type:
-    """Build the class lazily, so importing this module does not import the envs package."""
-    from gumbel_ac.envs.deep_sea import DeepSeaEnv
-
-    class SharedMappingDeepSea(DeepSeaEnv):  # type: ignore[misc,valid-type]
-        """DeepSea with ONE action mapping (from ``mapping_seed``) shared by all sub-envs.
-
-        bsuite's DeepSea is a single MDP whose mapping comes from ``mapping_seed``; the
-        registered id draws a mapping per sub-env and per ``reset(seed=...)``, which makes the
-        batched task unlearnable. Reseeding here changes nothing about the mapping.
-        """
-
-        def __init__(self, *args: Any, mapping_seed: int = 42, **kwargs: Any) -> None:
-            self.mapping_seed = int(mapping_seed)  # read by _on_seed, which the base __init__ calls
-            super().__init__(*args, **kwargs)
-
-        def _on_seed(self, generator: torch.Generator) -> None:
-            n = self.size
-            gen = torch.Generator(device=self.device).manual_seed(self.mapping_seed)
-            mapping = torch.randint(0, 2, (1, n * n), generator=gen, device=self.device)
-            self.action_mapping = mapping.expand(self.num_envs, -1).contiguous()
-
-    return SharedMappingDeepSea
-
-
-def register_benchmark_envs() -> None:
-    """Register ``gumbel_ac/DeepSeaShared10-v0`` with Gymnasium (idempotent; call in each process)."""
-    import gymnasium
-
-    import gumbel_ac.envs  # noqa: F401  (registers the namespace first)
-
-    if DEEPSEA_ID not in gymnasium.registry:
-        gymnasium.register(
-            id=DEEPSEA_ID, vector_entry_point=_deepsea_class(), kwargs={"size": DEEPSEA_SIZE}
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -185,6 +148,7 @@ def make_config(spec: RunSpec, runs_dir: Path) -> Any:
     task = TASKS[spec.task]
     return Config(
         env=task.env,
+        env_kwargs=task.env_kwargs,
         estimator=spec.estimator,
         seed=spec.seed,
         gumbel_temperature=spec.tau,
@@ -233,11 +197,46 @@ def read_metrics(path: Path) -> tuple[list[int], list[float], list[int], list[fl
     return ts, tr, es, er, final
 
 
-def _finished_with(run_dir: Path, config: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` holds a finished run (a final eval row) of exactly ``config``."""
+def config_matches(saved: dict[str, Any], config: Any) -> bool:
+    """Whether a saved ``config.json`` describes the same run as ``config`` (a Config).
+
+    ``config`` is compared as the trainer saves it, i.e. after ``resolve_auto`` (auto batch and
+    buffer sizes filled in). Every field of the current Config must equal the saved value,
+    with one relaxation: a field *absent* from the saved file (added to Config after that run
+    was trained) matches if its current value is the field's default -- the run was trained
+    before the field existed, i.e. with the behaviour the default keeps. A saved key that
+    Config no longer has makes it a mismatch (the code changed under it). We compare all fields,
+    not only those this script sets, so that a change of a library default (which would change
+    the run) is not mistaken for the same run.
+    """
+    current = dataclasses.replace(config).resolve_auto().to_dict()
+    if set(saved) - set(current):
+        return False
+    defaults = {f.name: f for f in dataclasses.fields(config)}
+    for key, value in current.items():
+        if key in saved:
+            if saved[key] != value:
+                return False
+            continue
+        f = defaults[key]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            return False
+        if isinstance(default, tuple):
+            default = list(default)
+        if value != default:
+            return False
+    return True
+
+
+def _finished_with(run_dir: Path, config: Any) -> bool:
+    """Whether ``run_dir`` holds a finished run (a final eval row) of ``config`` (see config_matches)."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())
-        return saved == config and "eval/final_mean_return" in (run_dir / "metrics.jsonl").read_text()
+        return config_matches(saved, config) and "eval/final_mean_return" in (run_dir / "metrics.jsonl").read_text()
     except (OSError, ValueError):
         return False
 
@@ -250,12 +249,11 @@ def run_one(spec: RunSpec, runs_dir: str, reuse: bool = False) -> RunResult:
     seeds to an earlier comparison then costs only the new seeds.
     """
     torch.set_num_threads(1)
-    register_benchmark_envs()
     from gumbel_ac.trainer import train
 
     run_dir = Path(runs_dir) / spec.name
     config = make_config(spec, Path(runs_dir))
-    if reuse and _finished_with(run_dir, config.to_dict()):
+    if reuse and _finished_with(run_dir, config):
         ts, tr, es, er, final = read_metrics(run_dir / "metrics.jsonl")
         return RunResult(spec, str(run_dir), float("nan"), ts, tr, es, er, final)
     if run_dir.exists():  # a stale or different run under this name: start clean
@@ -314,7 +312,7 @@ def run_all(
         for spec in specs:
             done(run_one(spec, str(runs_dir), reuse))
     else:
-        # fork: cheap start; every worker sets 1 torch thread and registers the DeepSea id.
+        # fork: cheap start; every worker sets 1 torch thread.
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             futures = [pool.submit(run_one, spec, str(runs_dir), reuse) for spec in specs]
             for fut in cf.as_completed(futures):
@@ -529,7 +527,7 @@ def plot_curves(results: Sequence[RunResult], task: str, tau: float, path: Path)
     axes[0].set_ylabel("return")
     axes[1].axhline(TASKS[task].threshold, color="gray", ls=":", lw=1)
     axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{TASKS[task].env}: mean ± stderr over {seeds} seeds", fontsize=10)
+    fig.suptitle(f"{TASKS[task].label}: mean ± stderr over {seeds} seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -567,7 +565,7 @@ def plot_sweep(rows: Sequence[Row], task: str, path: Path) -> None:
         ax.set_xlabel("Gumbel temperature tau")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{TASKS[task].env}: temperature sweep (mean ± stderr over seeds)", fontsize=10)
+    fig.suptitle(f"{TASKS[task].label}: temperature sweep (mean ± stderr over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -66,13 +66,21 @@ def test_compare_tiny_budget(tmp_path: Path) -> None:
     assert "Temperature sweep on catch" in result.table
 
 
-def test_deepsea_variant_shares_one_mapping() -> None:
-    """Every sub-env, and a reseeded env, sees the same left/right mapping (bsuite's single MDP)."""
+def test_deepsea_task_is_one_shared_mapping() -> None:
+    """The deepsea task goes through Config.env_kwargs; every sub-env, every seed's env and the
+    evaluation env see one left/right mapping (bsuite's single MDP), and it is solvable."""
     import gymnasium
 
-    ce.register_benchmark_envs()
-    a = gymnasium.make_vec(ce.DEEPSEA_ID, num_envs=4, device="cpu")
-    b = gymnasium.make_vec(ce.DEEPSEA_ID, num_envs=2, device="cpu")
+    import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ ids)
+
+    spec = ce.RunSpec("deepsea", "gumbel-st", 0.6, 3, 1000)
+    config = ce.make_config(spec, Path("unused"))
+    config.validate()
+    assert config.env == "gumbel_ac/DeepSea-v0"
+    assert config.env_kwargs_dict() == {"size": ce.DEEPSEA_SIZE}
+    assert config.eval_env_kwargs() == {"size": ce.DEEPSEA_SIZE}  # evaluation sees the same task
+    a = gymnasium.make_vec(config.env, num_envs=4, device="cpu", **config.env_kwargs_dict())
+    b = gymnasium.make_vec(config.env, num_envs=2, device="cpu", **config.eval_env_kwargs())
     a.reset(seed=1)
     b.reset(seed=1234)
     assert a.size == ce.DEEPSEA_SIZE
@@ -88,6 +96,38 @@ def test_deepsea_variant_shares_one_mapping() -> None:
     assert torch.allclose(total, torch.full((4,), 0.99))
     a.close()
     b.close()
+
+
+def test_reuse_config_matching() -> None:
+    """--reuse: same config matches; a field missing from the saved file matches only at its default."""
+    spec = ce.RunSpec("catch", "softmax-st", 0.6, 0, 1000)
+    config = ce.make_config(spec, Path("unused"))
+    saved = ce.make_config(spec, Path("unused")).validate().to_dict()  # what the trainer writes
+    assert ce.config_matches(saved, config)
+    older = {k: v for k, v in saved.items() if k not in ("lr_schedule", "env_kwargs")}
+    assert ce.config_matches(older, config)  # fields added since, at their defaults: same run
+    config_linear = ce.make_config(spec, Path("unused"))
+    config_linear.lr_schedule = "linear"
+    assert not ce.config_matches(older, config_linear)  # a new field set away from its default
+    assert not ce.config_matches({**saved, "seed": 1}, config)
+    assert not ce.config_matches({**saved, "gamma": 0.9}, config)  # library defaults count too
+    assert not ce.config_matches({**saved, "removed_field": 1}, config)
+    assert not ce.config_matches(older, ce.make_config(ce.RunSpec("deepsea", "softmax-st", 0.6, 0, 1000), Path("u")))
+
+
+def test_reuse_reads_finished_run(tmp_path: Path) -> None:
+    """A finished run is read back, not retrained, even after a field was added to Config."""
+    import json
+
+    spec = ce.RunSpec("catch", "gumbel-st", 0.6, 0, 600)
+    first = ce.run_one(spec, str(tmp_path))
+    cfg_path = Path(first.run_dir) / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    del saved["lr_schedule"]  # as if trained before lr_schedule existed
+    cfg_path.write_text(json.dumps(saved))
+    again = ce.run_one(spec, str(tmp_path), reuse=True)
+    assert math.isnan(again.wall_seconds)  # reused
+    assert again.final_eval == first.final_eval and again.eval_returns == first.eval_returns
 
 
 def test_aggregation_helpers() -> None:
