@@ -205,8 +205,9 @@ def throughput(args: argparse.Namespace) -> None:
     for num_envs in args.throughput_envs:
         steps = max(num_envs * 60, 100_000)
         with tempfile.TemporaryDirectory() as tmp:
+            # batch_size / buffer_size 0 = the Config's auto rule (they scale with num_envs).
             cfg = Config(env=args.ours_env, num_envs=num_envs, total_steps=steps, learning_starts=num_envs * 5,
-                         batch_size=min(4096, max(128, num_envs // 4)), buffer_size=max(100_000, num_envs * 50),
+                         batch_size=0, buffer_size=0,
                          eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=steps // 4,
                          progress=False, runs_dir=tmp, run_name="tp")
             tic = time.perf_counter()
