@@ -102,16 +102,25 @@ class MetricsLogger:
         if track:
             import wandb
 
-            self._wandb = wandb.init(
-                project=wandb_project,
-                entity=wandb_entity,
-                name=run_name,
-                config=config,
-                dir=str(run_dir),
-                sync_tensorboard=False,
-                resume="allow",
-                id=run_name.replace("/", "-")[:128],
-            )
+            try:
+                self._wandb = wandb.init(
+                    project=wandb_project,
+                    entity=wandb_entity,
+                    name=run_name,
+                    config=config,
+                    dir=str(run_dir),
+                    sync_tensorboard=False,
+                    resume="allow",
+                    id=run_name.replace("/", "-")[:128],
+                )
+            except wandb.errors.Error as exc:  # no API key, bad entity, ...: a user error
+                self._file.close()
+                from gumbel_ac.config import ConfigError
+
+                raise ConfigError(
+                    f"--track: wandb could not start ({exc}). Run `wandb login`, or set "
+                    "WANDB_MODE=offline to log locally (sync later with `wandb sync`)."
+                ) from None
         self._progress: Any = None
         self._task: Any = None
         if progress:

@@ -252,3 +252,17 @@ def test_cartpole_solved_with_defaults(tmp_path: Path, seed: int) -> None:
     result = train(cfg)
     assert max(e.mean for e in result.evals) >= 475.0
     assert result.final_mean >= 475.0
+
+
+def test_track_without_wandb_login_is_one_clear_error(tmp_path: Path) -> None:
+    """No WANDB_MODE and no API key: a one-line error naming the fixes, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), WANDB_CONFIG_DIR=str(tmp_path / "cfg"))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--track", "--total-steps", "100", "--no-progress",
+         "--runs-dir", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "WANDB_MODE=offline" in lines[0], proc.stderr
