@@ -266,3 +266,31 @@ def test_track_without_wandb_login_is_one_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error: ")]
     assert len(lines) == 1 and "WANDB_MODE=offline" in lines[0], proc.stderr
+
+
+class _NaNRewardEnv(gym.Env):
+    """A one-state env whose reward is NaN: every update's loss is non-finite."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: int):  # type: ignore[override]
+        return np.zeros(2, np.float32), float("nan"), False, False, {}
+
+
+def test_repeated_nonfinite_updates_stop_training_clearly(tmp_path: Path) -> None:
+    from gumbel_ac.trainer import TrainingError
+
+    if "test/NaNReward-v0" not in gym.registry:
+        gym.register("test/NaNReward-v0", entry_point=_NaNRewardEnv, max_episode_steps=20)
+    cfg = Config(env="test/NaNReward-v0", num_envs=2, total_steps=400, learning_starts=20, batch_size=8,
+                 log_every=40, eval_every=0, final_eval_episodes=0, max_nonfinite_updates=5, progress=False,
+                 runs_dir=str(tmp_path), run_name="nan")
+    with pytest.raises(TrainingError, match="consecutive updates had a non-finite loss"):
+        train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("charts/nonfinite_updates") == 1.0 for r in rows)  # counted, every update skipped
