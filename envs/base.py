@@ -293,6 +293,48 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             )
         self._state = tuple(t.to(self.device) for t in new)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that decides future steps, as tensors (for checkpoints; no pickle).
+
+        Keys: ``state.i`` (the dynamics state), ``reset_states.i`` (pre-drawn reset states
+        not yet used), ``reset_index`` (0-dim, how many of them are used), ``ep_return`` and
+        ``ep_length`` (episodes in flight), ``generator`` (the env generator's state).
+        Per-env parameters drawn at seeding (e.g. DeepSea's mapping) are not included: build
+        the env with the same seed and ``reset(seed=...)`` to recreate them.
+        """
+        if self._state is None:
+            raise RuntimeError("Call reset() before state_dict().")
+        out: dict[str, torch.Tensor] = {f"state.{i}": t for i, t in enumerate(self._state)}
+        out.update({f"reset_states.{i}": t for i, t in enumerate(self._reset_states_K)})
+        out["reset_index"] = torch.tensor(int(self._reset_index), dtype=torch.int64)
+        out["ep_return"] = self._ep_return_N
+        out["ep_length"] = self._ep_length_N
+        out["generator"] = self._generator.get_state()
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` output; keys, shapes and dtypes must match this env's."""
+        current = self.state_dict()
+        if set(state) != set(current):
+            raise ValueError(f"env state keys {sorted(state)} do not match this env's {sorted(current)}")
+        for key, like in current.items():
+            got = state[key]
+            if got.shape != like.shape or got.dtype != like.dtype:
+                raise ValueError(
+                    f"env state {key!r} has shape {tuple(got.shape)} {got.dtype}, expected "
+                    f"{tuple(like.shape)} {like.dtype}"
+                )
+        index = int(state["reset_index"])
+        if not 0 <= index <= max(1, int(getattr(self, "reset_block", 1))):
+            raise ValueError(f"env state reset_index {index} is out of range")
+        n_state, n_reset = len(self._state or ()), len(self._reset_states_K)
+        self._state = tuple(state[f"state.{i}"].to(self.device) for i in range(n_state))
+        self._reset_states_K = tuple(state[f"reset_states.{i}"].to(self.device) for i in range(n_reset))
+        self._reset_index = index
+        self._ep_return_N = state["ep_return"].to(self.device)
+        self._ep_length_N = state["ep_length"].to(self.device)
+        self._generator.set_state(state["generator"])
+
     # ------------------------------------------------------------------ reset / step
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

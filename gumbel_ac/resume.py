@@ -181,18 +181,14 @@ def collect_state(
     tensors["loop.obs"] = obs
     env_meta: dict[str, Any] = {"kind": "gymnasium"}
     if torch_env is not None:
-        for i, t in enumerate(torch_env._state):
-            tensors[f"env.state.{i}"] = t
-        for i, t in enumerate(torch_env._reset_states_K):
-            tensors[f"env.reset_states.{i}"] = t
-        tensors["env.ep_return"] = torch_env._ep_return_N
-        tensors["env.ep_length"] = torch_env._ep_length_N
-        tensors["env.generator"] = torch_env._generator.get_state()
+        env_state = torch_env.state_dict()
+        reset_index = int(env_state.pop("reset_index"))
+        tensors.update({f"env.{key}": t for key, t in env_state.items()})
         env_meta = {
             "kind": "torch",
-            "num_state": len(torch_env._state),
-            "num_reset_states": len(torch_env._reset_states_K),
-            "reset_index": int(torch_env._reset_index),
+            "num_state": sum(k.startswith("state.") for k in env_state),
+            "num_reset_states": sum(k.startswith("reset_states.") for k in env_state),
+            "reset_index": reset_index,
         }
     replay_tensors, replay_meta = replay_state(buffer, config)
     tensors.update(replay_tensors)
@@ -266,21 +262,20 @@ def load_state(
     if torch_env is not None:
         if env_meta.get("kind") != "torch":
             raise r.fail("the checkpoint holds no torch env state for this torch env", manifest=True)
-        if env_meta.get("num_state") != len(torch_env._state) or \
-                env_meta.get("num_reset_states") != len(torch_env._reset_states_K):
+        like = torch_env.state_dict()
+        if env_meta.get("num_state") != sum(k.startswith("state.") for k in like) or \
+                env_meta.get("num_reset_states") != sum(k.startswith("reset_states.") for k in like):
             raise r.fail("the env state's tensor count does not match the env", manifest=True)
         reset_index = env_meta.get("reset_index")
         if not isinstance(reset_index, int) or isinstance(reset_index, bool) or \
                 not 0 <= reset_index <= max(1, int(getattr(torch_env, "reset_block", 1))):
             raise r.fail("the env's reset_index is out of range", manifest=True)
         env_tensors = {
-            "state": [r.tensor(f"env.state.{i}", t) for i, t in enumerate(torch_env._state)],
-            "reset_states": [r.tensor(f"env.reset_states.{i}", t) for i, t in enumerate(torch_env._reset_states_K)],
-            "ep_return": r.tensor("env.ep_return", torch_env._ep_return_N),
-            "ep_length": r.tensor("env.ep_length", torch_env._ep_length_N),
-            "generator": r.generator_state("env.generator", torch_env._generator.device),
-            "reset_index": reset_index,
+            key: (r.generator_state("env.generator", torch.device(torch_env.device)) if key == "generator"
+                  else r.tensor(f"env.{key}", t))
+            for key, t in like.items() if key != "reset_index"
         }
+        env_tensors["reset_index"] = torch.tensor(reset_index, dtype=torch.int64)
 
     # Replay.
     replay_meta = r.field("replay", dict)
@@ -307,12 +302,7 @@ def load_state(
     for name, t in accumulators.items():
         t.copy_(acc[name])
     if torch_env is not None:
-        torch_env._state = tuple(t.to(torch_env.device) for t in env_tensors["state"])
-        torch_env._reset_states_K = tuple(t.to(torch_env.device) for t in env_tensors["reset_states"])
-        torch_env._reset_index = env_tensors["reset_index"]
-        torch_env._ep_return_N = env_tensors["ep_return"].to(torch_env.device)
-        torch_env._ep_length_N = env_tensors["ep_length"].to(torch_env.device)
-        torch_env._generator.set_state(env_tensors["generator"])
+        torch_env.load_state_dict(env_tensors)
     if mode == "exact":
         rows = slice(0, size)
         buffer.obs_CD[rows] = replay["obs"].to(buffer.device)
