@@ -4,7 +4,7 @@
     python benchmarks/compare_estimators.py --quick    # ~20 s-2 min: 5 estimators, 2 seeds, small budgets
     python benchmarks/compare_estimators.py --tasks catch --estimators gumbel-st softmax-st --seeds 0 1 2 3 4
 
-This is the RL half of the package's question (DESIGN.md §1): *when does Gumbel noise beat a
+This is the RL half of the package's question (docs/DESIGN.md §1): *when does Gumbel noise beat a
 plain softmax with temperature?* The lab (``python -m gumbel_ac.lab``) measures estimator bias
 and variance on synthetic problems; this script trains the full agent. Every run uses the
 library's default :class:`~gumbel_ac.config.Config` except for the task budget and the fields
@@ -13,7 +13,7 @@ the estimator's doing -- or seed noise, which the stderr columns let you judge.
 
 Tasks (chosen to make estimator differences visible, if there are any):
 
-* ``cartpole`` -- ``gumbel_ac/CartPole-v1``, K = 2 actions. DESIGN.md §4 measured no
+* ``cartpole`` -- ``gumbel_ac/CartPole-v1``, K = 2 actions. docs/DESIGN.md §4 measured no
   difference here; it is the control.
 * ``deepsea`` -- bsuite's DeepSea (size 10, deep exploration: a uniformly random policy finds
   the +1 with probability 2**-10): ``gumbel_ac/DeepSea-v0`` with ``Config.env_kwargs =
@@ -62,7 +62,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import numpy as np
 import torch
 
-#: The estimators every comparison includes (DESIGN.md §3), then the optional ones.
+#: The estimators every comparison includes (docs/DESIGN.md §3), then the optional ones.
 REQUIRED_ESTIMATORS: tuple[str, ...] = ("gumbel-st", "softmax-st", "gumbel-soft", "score", "exact")
 OPTIONAL_ESTIMATORS: tuple[str, ...] = ("gumbel-rao", "reinmax")
 #: ReinMax is derived for tau >= 1 (Liu et al. 2023); the config rejects smaller values.

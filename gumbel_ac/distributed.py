@@ -186,7 +186,7 @@ class DistContext:
         """Clean exit: write the debug dump if asked, then barrier and tear the group down.
 
         The barrier first: a rank that destroys its process group while a peer is still in
-        its last collective can abort in teardown (seen here with gloo, DESIGN.md §6).
+        its last collective can abort in teardown (seen here with gloo, docs/DESIGN.md §6).
         """
         dump = os.environ.get(DUMP_ENV)
         if dump and self._debug_refs:

@@ -159,7 +159,7 @@ def categorical_entropy(logits_BA: torch.Tensor) -> torch.Tensor:
     """``-sum_a p log p`` over the last dim, with ``0 * log 0 = 0``.
 
     Written with ``torch.where`` rather than ``-(p * log_softmax).sum()``: with a masked
-    ``-inf`` logit the latter is ``0 * -inf = NaN`` (DESIGN.md §3, numerical facts).
+    ``-inf`` logit the latter is ``0 * -inf = NaN`` (docs/DESIGN.md §3, numerical facts).
     """
     logp = F.log_softmax(logits_BA, dim=-1)
     p = logp.exp()
@@ -177,7 +177,7 @@ def sample_gumbel(
     """Standard Gumbel(0, 1) noise ``-log(-log(u))`` drawn from ``generator``.
 
     ``torch.nn.functional.gumbel_softmax`` cannot take a generator and its Exponential draw is
-    ~4x slower on CPU (DESIGN.md §3). ``u`` is clamped to ``[tiny, 1 - eps]`` so neither log
+    ~4x slower on CPU (docs/DESIGN.md §3). ``u`` is clamped to ``[tiny, 1 - eps]`` so neither log
     sees 0: the noise is always finite. Half precision is drawn in float32 (bf16 has 8
     mantissa bits; ``1 - eps`` would round to 1).
     """

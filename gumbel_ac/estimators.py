@@ -14,7 +14,7 @@ in the lab, a synthetic function. It offers ``at(action_BK)`` (the value at a, p
 relaxed, concatenated one-hot, differentiable in the action) and ``all()`` (values of every
 joint action ``[B, J]``, used by the score baseline and the exact gradient).
 
-Maths and sources: ../shared/DESIGN.md §3.
+Maths and sources: docs/DESIGN.md §3.
 - gumbel-st: Jang, Gu, Poole 2017 (arXiv:1611.01144); Maddison, Mnih, Teh 2017.
 - gumbel-soft: the relaxed sample itself (as MADDPG feeds its critic).
 - softmax-st: straight-through with no noise: ``onehot(argmax l)`` forward,
@@ -189,7 +189,7 @@ def softmax_st(
     """Straight-through with no noise: forward ``onehot(argmax l)``, backward ``d softmax(l / tau)``.
 
     Deterministic: ``f`` is always evaluated at the mode, the "choose the same c every time"
-    case of DESIGN.md §1. ``index_BH`` is that mode (the action ``f`` saw). The Gumbel noise
+    case of docs/DESIGN.md §1. ``index_BH`` is that mode (the action ``f`` saw). The Gumbel noise
     is still drawn and discarded so the generator advances exactly as for the sampling
     estimators: under one seed, everything drawn *after* the estimator is identical whichever
     estimator ran.

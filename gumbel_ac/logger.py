@@ -6,7 +6,7 @@ every ``log_every`` steps; nothing here touches tensors.
 
 wandb is imported only when tracking is on. ``wandb.init`` is never given ``mode``: the
 user's ``WANDB_MODE`` decides (``offline`` works with no network; an explicit
-``mode="online"`` would override it and block ~90 s without network, DESIGN.md §6).
+``mode="online"`` would override it and block ~90 s without network, docs/DESIGN.md §6).
 """
 
 from __future__ import annotations

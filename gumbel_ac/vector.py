@@ -7,7 +7,7 @@
 * any other Gymnasium id builds ``gymnasium.make_vec``: the env's own vectorized
   implementation where it has one (CartPole's numpy ``CartPoleVectorEnv``, NEXT_STEP
   autoreset), otherwise ``SyncVectorEnv`` with SAME_STEP autoreset. Both are presented with
-  SAME_STEP semantics plus a ``valid`` mask (DESIGN.md §6).
+  SAME_STEP semantics plus a ``valid`` mask (docs/DESIGN.md §6).
 
 Observations are flattened to float32 ``[N, D]``; ``Discrete`` observations are one-hot
 encoded. Other observation spaces are refused with a clear error.
@@ -124,7 +124,7 @@ class GymVectorAdapter:
         done = np.logical_or(terminated, truncated)
         obs_t = self._to_tensor(obs)
         if self.mode == AutoresetMode.NEXT_STEP:
-            # The step after a done only resets: not a transition (DESIGN.md §6).
+            # The step after a done only resets: not a transition (docs/DESIGN.md §6).
             valid_np = ~self._prev_done
             valid: torch.Tensor | None = torch.as_tensor(valid_np, device=self.device)
             next_obs = obs_t

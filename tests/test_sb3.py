@@ -375,7 +375,7 @@ def test_sb3_scalars_reach_wandb(tmp_path: Path) -> None:
 
 def test_wandb_output_format_with_real_wandb_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "disabled")  # never online in tests (DESIGN.md §6)
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # never online in tests (docs/DESIGN.md §6)
     fmt = WandbOutputFormat(project="gumbel_ac-test")
     fmt.write({"train/x": 1.5, "skip/text": "hello"}, {"train/x": None}, step=10)  # type: ignore[dict-item]
     fmt.close()

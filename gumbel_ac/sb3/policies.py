@@ -271,7 +271,7 @@ class GumbelACPolicy(BasePolicy):
         """Integer actions: ``[B]`` for Discrete, ``[B, H]`` for MultiDiscrete -- never one-hot.
 
         SB3's ``predict`` reshapes whatever this returns to ``(-1, *action_space.shape)``, so a
-        one-hot ``[B, K]`` would silently become ``B*K`` actions (DESIGN.md §6).
+        one-hot ``[B, K]`` would silently become ``B*K`` actions (docs/DESIGN.md §6).
         Stochastic actions are Gumbel-max samples from ``pi(.|s)`` drawn from torch's global
         RNG (seeded by SB3's ``set_random_seed``).
         """

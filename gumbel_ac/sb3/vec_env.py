@@ -1,6 +1,6 @@
 """Our batched torch envs (``gumbel_ac.envs``) as an SB3 ``VecEnv``.
 
-SB3 2.9 rejects Gymnasium ``VectorEnv``s (DESIGN.md §6), and its algorithms want numpy.
+SB3 2.9 rejects Gymnasium ``VectorEnv``s (docs/DESIGN.md §6), and its algorithms want numpy.
 :class:`TorchVecEnvAdapter` wraps one ``TorchVectorEnv`` (``N`` episodes stepped by one
 call) so that any SB3 algorithm -- ``GumbelAC``, and SB3's own PPO, A2C, DQN -- trains on it.
 

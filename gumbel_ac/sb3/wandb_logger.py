@@ -2,7 +2,7 @@
 
 ``wandb.integration.sb3.WandbCallback`` uploads the config and model files, not the scalars
 that go through SB3's logger (``rollout/ep_rew_mean``, ``train/critic_loss``, ...); with no
-tensorboard installed they never reach wandb (DESIGN.md §6). :class:`WandbOutputFormat` is an
+tensorboard installed they never reach wandb (docs/DESIGN.md §6). :class:`WandbOutputFormat` is an
 SB3 ``KVWriter`` that sends each ``logger.dump()`` to ``wandb.log``; :func:`configure_logger`
 builds SB3's usual stdout/CSV logger with it added::
 
@@ -49,7 +49,7 @@ class WandbOutputFormat(KVWriter):
             run = wandb.run
             if run is None:
                 if "mode" in init_kwargs and init_kwargs["mode"] == "online":
-                    raise ValueError("do not pass mode='online'; set WANDB_MODE instead (DESIGN.md §6)")
+                    raise ValueError("do not pass mode='online'; set WANDB_MODE instead (docs/DESIGN.md §6)")
                 run = wandb.init(**init_kwargs)
                 self._owns_run = True
         self.run = run
