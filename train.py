@@ -17,7 +17,7 @@ import sys
 
 import tyro
 
-from gumbel_ac.cli import guarded, run_cli
+from gumbel_ac.cli import guarded, reflow_field_help, run_cli
 from gumbel_ac.config import Config
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(loaded, int):
             return loaded
         default = loaded
+    reflow_field_help()
     config = tyro.cli(Config, args=args, default=default, description=__doc__)
     return run_cli(config)
 

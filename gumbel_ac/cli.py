@@ -42,6 +42,31 @@ def guarded(fn: Callable[[], T]) -> T | int:
         return USAGE_ERROR
 
 
+def reflow_field_help() -> None:
+    """Make ``--help`` reflow the Config field docstrings.
+
+    tyro keeps a docstring's line breaks, so text wrapped at 100 columns in config.py came
+    out broken mid-sentence. Single newlines are joined (blank-line paragraph breaks kept).
+    This wraps a private tyro function; if tyro renames it the help is merely less tidy.
+    """
+    import re
+
+    try:
+        from tyro import _docstrings
+    except ImportError:  # pragma: no cover - a different tyro layout
+        return
+    original = getattr(_docstrings, "get_field_docstring", None)
+    if original is None or getattr(original, "_gumbel_ac_reflow", False):
+        return
+
+    def joined(*args: object, **kwargs: object) -> str | None:
+        text = original(*args, **kwargs)
+        return None if text is None else re.sub(r"(?<!\n)\n(?!\n)", " ", text)
+
+    joined._gumbel_ac_reflow = True  # type: ignore[attr-defined]
+    _docstrings.get_field_docstring = joined
+
+
 def run_cli(config: "Config") -> int:
     """Entry point of ``train.py``: train (each seed in turn), map the outcome to an exit status."""
     from gumbel_ac.trainer import train_seeds

@@ -294,3 +294,16 @@ def test_repeated_nonfinite_updates_stop_training_clearly(tmp_path: Path) -> Non
         train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("charts/nonfinite_updates") == 1.0 for r in rows)  # counted, every update skipped
+
+
+def test_help_lists_every_field_with_reflowed_text(tmp_path: Path) -> None:
+    import dataclasses
+
+    env = dict(os.environ, COLUMNS="250", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for field in dataclasses.fields(Config):
+        assert f"--{field.name.replace('_', '-')}" in proc.stdout, field.name
+    # Docstrings wrapped in config.py read as one sentence in --help.
+    assert "or one of our batched torch envs" in proc.stdout
