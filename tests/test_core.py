@@ -307,3 +307,34 @@ def test_help_lists_every_field_with_reflowed_text(tmp_path: Path) -> None:
         assert f"--{field.name.replace('_', '-')}" in proc.stdout, field.name
     # Docstrings wrapped in config.py read as one sentence in --help.
     assert "or one of our batched torch envs" in proc.stdout
+
+
+class _TwoHeadEnv(gym.Env):
+    """MultiDiscrete([2, 3]): reward 1 when head 0 picks 1 and head 1 picks 2, else 0."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):  # type: ignore[override]
+        a = np.asarray(action)
+        assert a.shape == (2,) and 0 <= a[0] < 2 and 0 <= a[1] < 3
+        return np.zeros(3, np.float32), float(a[0] == 1 and a[1] == 2), False, False, {}
+
+
+def test_multidiscrete_heads_learn_the_joint_action(tmp_path: Path) -> None:
+    if "test/TwoHead-v0" not in gym.registry:
+        gym.register("test/TwoHead-v0", entry_point=_TwoHeadEnv, max_episode_steps=10)
+    cfg = Config(env="test/TwoHead-v0", num_envs=4, total_steps=3000, learning_starts=200, batch_size=64,
+                 log_every=500, eval_every=0, final_eval_episodes=4, eval_episodes=4, progress=False,
+                 runs_dir=str(tmp_path), run_name="md", gamma=0.9)
+    result = train(cfg)
+    assert result.final_mean == pytest.approx(10.0)  # the (1, 2) action every step
+    from gumbel_ac.checkpoint import load_run
+
+    run = load_run(tmp_path / "md")
+    assert run.agent.spec.nvec == (2, 3)
+    assert run.agent.act(torch.zeros(5, 3), deterministic=True).tolist() == [[1, 2]] * 5
