@@ -185,7 +185,7 @@ def sample_gumbel(
     u = torch.rand(shape, generator=generator, device=device, dtype=draw_dtype)
     info = torch.finfo(draw_dtype)
     u = u.clamp_(min=info.tiny, max=1.0 - info.eps)
-    return -torch.log(-torch.log(u))
+    return u.log_().neg_().log_().neg_()  # -log(-log u), in place: no temporaries
 
 
 def check_logits(logits: torch.Tensor) -> None:
