@@ -206,30 +206,11 @@ class Config:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            default = getattr(cls, key, None) if key != "hidden_sizes" else (64,)
-            if key == "hidden_sizes":
-                if not isinstance(value, (list, tuple)) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in value
-                ):
-                    raise ConfigError("config field hidden_sizes must be a list of integers")
-                value = tuple(value)
-            elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"config field {key} must be a boolean, got {value!r}")
-            elif isinstance(default, int) and not isinstance(default, bool):
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise ConfigError(f"config field {key} must be an integer, got {value!r}")
-            elif isinstance(default, float):
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise ConfigError(f"config field {key} must be a number, got {value!r}")
-                value = float(value)
-            elif isinstance(default, str) or default is None:
-                if value is not None and not isinstance(value, (str, int, float)):
-                    raise ConfigError(f"config field {key} has an invalid value {value!r}")
-            kwargs[key] = value
+        kwargs = dict(data)
+        if isinstance(kwargs.get("hidden_sizes"), list):  # JSON has no tuples
+            kwargs["hidden_sizes"] = tuple(kwargs["hidden_sizes"])
         cfg = cls(**kwargs)
+        cfg._check_types()  # the same annotation-driven check validate() runs
         return cfg
 
     def env_kwargs_dict(self) -> dict[str, Any]:

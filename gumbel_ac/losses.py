@@ -199,12 +199,12 @@ def update(
 
     flat_grad.zero_()
     total.backward()
+    # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient
+    # covers both -- and, under DDP, happens after the all-reduce on every rank alike.
+    flat_grad[:1].add_(total.detach() * 0.0)
     if grad_hook is not None:
-        # A non-finite loss on this rank poisons the gradient (inf * 0 = nan) before the
-        # all-reduce, so the check below skips the step on every rank alike.
-        flat_grad[:1].add_(total.detach() * 0.0)
         grad_hook(flat_grad)
-    finite = torch.isfinite(flat_grad.sum() + total.detach())
+    finite = torch.isfinite(flat_grad.sum())
     flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
     optimizer.step()
     polyak_update(agent, target_update_rate)
