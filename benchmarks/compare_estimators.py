@@ -51,11 +51,10 @@ import math
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

@@ -25,17 +25,14 @@ import json
 import os
 import platform
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
-from stable_baselines3 import DQN
+from sb3_common import TimedEval, make_dqn_zoo
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
 
 from gumbel_ac.sb3 import GumbelAC
 
@@ -55,61 +52,10 @@ class RunResult:
     evals: list[tuple[int, float, float]] = field(default_factory=list)  # (steps, train s, mean)
 
 
-class TimedEval(BaseCallback):
-    """Evaluate every ``every`` env steps; keep a training clock that excludes evaluation."""
-
-    def __init__(self, eval_env: VecEnv, every: int, episodes: int, result: RunResult) -> None:
-        super().__init__()
-        self.eval_env, self.every, self.episodes, self.result = eval_env, every, episodes, result
-        self.next_eval = every
-        self.start = 0.0
-        self.eval_seconds = 0.0
-
-    def _on_training_start(self) -> None:
-        self.start = time.perf_counter()
-
-    def train_seconds(self) -> float:
-        return time.perf_counter() - self.start - self.eval_seconds
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps < self.next_eval:
-            return True
-        self.next_eval += self.every
-        tic = time.perf_counter()
-        mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
-        self.eval_seconds += time.perf_counter() - tic
-        train_s = self.train_seconds()
-        self.result.evals.append((self.num_timesteps, round(train_s, 2), float(mean)))
-        if mean >= THRESHOLD and self.result.steps_to_threshold is None:
-            self.result.steps_to_threshold = self.num_timesteps
-            self.result.seconds_to_threshold = train_s
-        return True
-
-
 def make_gumbel_ac(seed: int) -> BaseAlgorithm:
     env = make_vec_env("CartPole-v1", n_envs=16, seed=seed)
     # Every other hyperparameter is GumbelAC's default = the native Config default.
     return GumbelAC("MlpPolicy", env, train_freq=1, gradient_steps=1, batch_size=128, learning_starts=1_000, seed=seed)
-
-
-def make_dqn_zoo(seed: int) -> BaseAlgorithm:
-    env = make_vec_env("CartPole-v1", n_envs=1, seed=seed)
-    return DQN(
-        "MlpPolicy",
-        env,
-        learning_rate=2.3e-3,
-        batch_size=64,
-        buffer_size=100_000,
-        learning_starts=1_000,
-        gamma=0.99,
-        target_update_interval=10,
-        train_freq=256,
-        gradient_steps=128,
-        exploration_fraction=0.16,
-        exploration_final_eps=0.04,
-        policy_kwargs=dict(net_arch=[256, 256]),
-        seed=seed,
-    )
 
 
 ALGOS: dict[str, Callable[[int], BaseAlgorithm]] = {"GumbelAC (SB3)": make_gumbel_ac, "DQN (RL-Zoo)": make_dqn_zoo}
@@ -119,10 +65,14 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> RunResult:
     result = RunResult(algo=name, seed=seed)
     model = ALGOS[name](seed)
     eval_env = make_vec_env("CartPole-v1", n_envs=args.eval_episodes, seed=10_000 + seed)
-    callback = TimedEval(eval_env, args.eval_every, args.eval_episodes, result)
+    callback = TimedEval(eval_env, args.eval_every, args.eval_episodes)
     model.learn(args.budget, callback=callback)
     result.train_seconds = callback.train_seconds()
     result.eval_seconds = callback.eval_seconds
+    result.evals = [(steps, round(train_s, 2), mean) for steps, mean, _, train_s in callback.evals]
+    hit = next(((steps, train_s) for steps, mean, _, train_s in callback.evals if mean >= THRESHOLD), None)
+    if hit is not None:
+        result.steps_to_threshold, result.seconds_to_threshold = hit
     final_env = make_vec_env("CartPole-v1", n_envs=args.final_episodes, seed=20_000 + seed)
     mean, std = evaluate_policy(model, final_env, n_eval_episodes=args.final_episodes, deterministic=True)
     result.final_mean, result.final_std = float(mean), float(std)

@@ -32,7 +32,6 @@ from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import numpy as np
 import torch
 
 THRESHOLD = 475.0
@@ -83,45 +82,14 @@ def run_ours(seed: int, args: argparse.Namespace, **overrides: Any) -> RunResult
     return out
 
 
-class _EvalTimer:
-    """An SB3 callback factory: evaluate every N steps, excluding eval time from the clock."""
+def _timed_learn(model: Any, steps: int, args: argparse.Namespace, result: RunResult, seed: int) -> RunResult:
+    from sb3_common import TimedEval
+    from stable_baselines3.common.env_util import make_vec_env
 
-    @staticmethod
-    def make(every: int, result: RunResult, seed: int) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
-        from stable_baselines3.common.env_util import make_vec_env
-        from stable_baselines3.common.evaluation import evaluate_policy
-
-        class EvalTimer(BaseCallback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.next_eval = every
-                self.train_seconds = 0.0
-                self.tic = 0.0
-                self.eval_env = make_vec_env(EVAL_ENV, n_envs=1, seed=seed + 1000)
-
-            def _on_training_start(self) -> None:
-                self.tic = time.perf_counter()
-
-            def _evaluate(self) -> None:
-                self.train_seconds += time.perf_counter() - self.tic
-                rewards, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True,
-                                             return_episode_rewards=True)
-                result.evals.append((self.num_timesteps, float(np.mean(rewards)), float(np.std(rewards)),
-                                     self.train_seconds))
-                self.tic = time.perf_counter()
-
-            def _on_step(self) -> bool:
-                if self.num_timesteps >= self.next_eval:
-                    self.next_eval += every
-                    self._evaluate()
-                return True
-
-            def _on_training_end(self) -> None:
-                if not result.evals or result.evals[-1][0] != self.num_timesteps:
-                    self._evaluate()
-
-        return EvalTimer()
+    callback = TimedEval(make_vec_env(EVAL_ENV, n_envs=1, seed=seed + 1000), args.eval_every, 10, eval_at_end=True)
+    model.learn(steps, callback=callback)
+    result.evals = callback.evals
+    return result
 
 
 def run_ppo(seed: int, args: argparse.Namespace) -> RunResult:
@@ -131,26 +99,16 @@ def run_ppo(seed: int, args: argparse.Namespace) -> RunResult:
     def linear(start: float) -> Any:
         return lambda progress: progress * start
 
-    result = RunResult("sb3-ppo", seed)
     env = make_vec_env(EVAL_ENV, n_envs=8, seed=seed)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
                 ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu")
-    model.learn(int(1e5), callback=_EvalTimer.make(args.eval_every, result, seed))
-    return result
+    return _timed_learn(model, int(1e5), args, RunResult("sb3-ppo", seed), seed)
 
 
 def run_dqn(seed: int, args: argparse.Namespace) -> RunResult:
-    from stable_baselines3 import DQN
-    from stable_baselines3.common.env_util import make_vec_env
+    from sb3_common import make_dqn_zoo
 
-    result = RunResult("sb3-dqn", seed)
-    env = make_vec_env(EVAL_ENV, n_envs=1, seed=seed)
-    model = DQN("MlpPolicy", env, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
-                gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
-                exploration_fraction=0.16, exploration_final_eps=0.04, policy_kwargs={"net_arch": [256, 256]},
-                seed=seed, device="cpu")
-    model.learn(int(5e4), callback=_EvalTimer.make(args.eval_every, result, seed))
-    return result
+    return _timed_learn(make_dqn_zoo(seed), int(5e4), args, RunResult("sb3-dqn", seed), seed)
 
 
 def import_seconds(statement: str, repeats: int = 3) -> float:
@@ -214,7 +172,7 @@ def throughput(args: argparse.Namespace) -> None:
             result = train(cfg)
             elapsed = result.train_seconds or (time.perf_counter() - tic)
         rows.append((f"gumbel_ac {args.ours_env} N={num_envs}", steps / elapsed))
-    from stable_baselines3 import DQN, PPO
+    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     env = make_vec_env(EVAL_ENV, n_envs=8, seed=0)
@@ -222,9 +180,9 @@ def throughput(args: argparse.Namespace) -> None:
     tic = time.perf_counter()
     model.learn(20_000)
     rows.append(("SB3 PPO (RL-Zoo, 8 envs)", 20_000 / (time.perf_counter() - tic)))
-    env = make_vec_env(EVAL_ENV, n_envs=1, seed=0)
-    model = DQN("MlpPolicy", env, learning_rate=2.3e-3, batch_size=64, learning_starts=1000, train_freq=256,
-                gradient_steps=128, target_update_interval=10, policy_kwargs={"net_arch": [256, 256]}, device="cpu")
+    from sb3_common import make_dqn_zoo
+
+    model = make_dqn_zoo(0)
     tic = time.perf_counter()
     model.learn(10_000)
     rows.append(("SB3 DQN (RL-Zoo, 1 env)", 10_000 / (time.perf_counter() - tic)))
