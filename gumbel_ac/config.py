@@ -255,6 +255,11 @@ class Config:
         self._check_types()
         self.env_kwargs_dict()  # raises ConfigError on bad JSON
         need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
+        # numpy seeds must fit in 32 bits; derived seeds add offsets (eval envs, ranks, seeds).
+        need(
+            0 <= self.seed <= 2**31 - 1,
+            f"seed must be in [0, 2**31 - 1], got {self.seed}",
+        )
         need(
             not (self.num_seeds > 1 and self.resume),
             "--resume continues one run folder; resume each seed's folder separately instead of --num-seeds",
