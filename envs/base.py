@@ -185,7 +185,9 @@ class TorchVectorEnv(gym.vector.VectorEnv):
                 f"choose one of {self.metadata['render_modes']} or None."
             )
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        # Normalised with an index ("cuda" -> "cuda:0"): tensors always report one, and
+        # torch.device("cuda") != torch.device("cuda:0") (found on the first GPU run).
+        self.device = torch.empty(0, device=device).device
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.render_env_index = 0

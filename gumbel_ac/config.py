@@ -28,7 +28,7 @@ RESUME_OVERRIDABLE: frozenset[str] = frozenset(
         "total_steps", "resume", "runs_dir", "run_name", "device", "num_threads", "progress", "track",
         "wandb_project", "wandb_entity", "eval_every", "eval_episodes", "final_eval_episodes",
         "checkpoint_every", "keep_checkpoints", "log_every", "save_replay", "replay_save_cap",
-        "deterministic_cuda", "dist_timeout_s",
+        "deterministic_cuda", "dist_timeout_s", "debug_syncs",
     }
 )
 
@@ -186,6 +186,11 @@ class Config:
     """Use deterministic CUDA kernels (torch.use_deterministic_algorithms + a fixed cuBLAS
     workspace): same seed -> same numbers on the same GPU and software, at some speed cost.
     CPU runs are deterministic without it."""
+    debug_syncs: bool = False
+    """On CUDA: run the rollout and update phases under
+    torch.cuda.set_sync_debug_mode("error"), so any host synchronization there raises at the
+    line that caused it (bookkeeping -- logging, evaluation, checkpoints -- may sync). A tool
+    for keeping the fast path fast; no effect on CPU."""
     dist_timeout_s: float = 300.0
     """Under torchrun: seconds a rank waits in a collective before failing the run (a rank that
     hangs then stops the others instead of blocking them forever). Must exceed rank 0's longest

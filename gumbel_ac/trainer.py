@@ -394,6 +394,7 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
     interrupted = False
     start_step = global_step
     tic = time.perf_counter()
+    sync_guard = config.debug_syncs and device.type == "cuda"
 
     def periodic_eval() -> None:
         nonlocal train_seconds, window_start, tic
@@ -416,6 +417,8 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
                 # as an uninterrupted longer run would have.
                 periodic_eval()
             for iteration in range(global_step // steps_per_iter, iterations):
+                if sync_guard:
+                    torch.cuda.set_sync_debug_mode("error")
                 # 1. rollout ---------------------------------------------------------------
                 global_step += steps_per_iter
                 if global_step <= config.learning_starts:
@@ -460,6 +463,8 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
                         torch.maximum(max_streak, streak, out=max_streak)
                         updates_in_window += 1
 
+                if sync_guard:
+                    torch.cuda.set_sync_debug_mode("default")
                 # 3. bookkeeping -----------------------------------------------------------
                 # An interrupt does not log a partial window: the window's sums go into the
                 # checkpoint, so a resumed run writes exactly the rows of an unstopped one.
@@ -535,6 +540,8 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
         else:
             final_mean = final_std = float("nan")
     finally:
+        if sync_guard:  # an error raised inside the guarded phases leaves the mode set
+            torch.cuda.set_sync_debug_mode("default")
         logger.close()
         env.close()
     return TrainResult(run_dir, final_mean, final_std, evals, train_seconds, interrupted)

@@ -79,7 +79,40 @@ def test_counting_guard_catches_a_sync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("estimator", ["gumbel-st", "score", "exact"])
+def test_no_device_syncs_in_the_loop_cuda(tmp_path: Path, estimator: str) -> None:
+    """The issue's proof: rollout and update run under set_sync_debug_mode("error")."""
+    config = _config(tmp_path, 64 * 20, "cuda", estimator)
+    config.debug_syncs = True
+    result = train(config)
+    assert result.train_seconds > 0
+    assert torch.cuda.get_sync_debug_mode() == 0  # reset after the run
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_debug_syncs_catches_a_sync_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is not blind: an ``.item()`` planted in the update raises, and the mode is reset."""
+    import gumbel_ac.trainer as trainer_mod
+
+    original = trainer_mod.update
+
+    def leaky_update(*args: Any, **kwargs: Any) -> Any:
+        stats = original(*args, **kwargs)
+        stats.critic_loss.item()
+        return stats
+
+    monkeypatch.setattr(trainer_mod, "update", leaky_update)
+    config = _config(tmp_path, 64 * 20, "cuda", "gumbel-st")
+    config.debug_syncs = True
+    with pytest.raises(RuntimeError, match="synchroniz"):
+        train(config)
+    assert torch.cuda.get_sync_debug_mode() == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_no_device_syncs_per_iteration_cuda(tmp_path: Path) -> None:
+    """Also from the outside: sync warnings of the whole run do not grow with its length."""
+
     def syncs(steps: int) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -90,4 +123,11 @@ def test_no_device_syncs_per_iteration_cuda(tmp_path: Path) -> None:
                 torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in caught)
 
+    syncs(64 * 10)  # first run in the process: one-time CUDA/cuBLAS initialisation syncs
     assert syncs(64 * 30) == syncs(64 * 10)
+
+
+def test_debug_syncs_is_a_no_op_on_cpu(tmp_path: Path) -> None:
+    config = _config(tmp_path, 64 * 10, "cpu", "gumbel-st")
+    config.debug_syncs = True
+    assert train(config).train_seconds > 0
