@@ -75,6 +75,7 @@ def run_ours(seed: int, args: argparse.Namespace, **overrides: Any) -> RunResult
             runs_dir=tmp,
             run_name=f"ours{seed}",
             device=args.device,
+            cuda_graphs=args.cuda_graphs,
             **overrides,
         )
         result = train(cfg)
@@ -156,24 +157,44 @@ def report(results: list[RunResult]) -> None:
 
 
 def throughput(args: argparse.Namespace) -> None:
-    """Steady-state env steps/s while learning, ours at 4096 envs vs SB3 PPO/DQN (in one run)."""
+    """Steady-state env steps/s while learning, ours at each ``--throughput-envs`` vs SB3 PPO/DQN.
+
+    Each size trains ``--throughput-iters`` iterations after a short untimed run of the same
+    size (first calls pay one-time costs: CUDA context, cuBLAS handles, allocator growth); the
+    median of 3 timed runs is reported. Updates start at the third iteration (``learning_starts``
+    = 2 vector steps), so 1% of the timed iterations only collect."""
     from gumbel_ac.config import Config
     from gumbel_ac.trainer import train
 
     rows = []
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU"
-    for num_envs in args.throughput_envs:
-        steps = max(num_envs * 60, 100_000)
+
+    def run(num_envs: int, iterations: int) -> float:
+        steps = num_envs * iterations
         with tempfile.TemporaryDirectory() as tmp:
             # batch_size / buffer_size 0 = the Config's auto rule (they scale with num_envs).
-            cfg = Config(env=args.ours_env, num_envs=num_envs, total_steps=steps, learning_starts=num_envs * 5,
-                         batch_size=0, buffer_size=0, device=args.device,
-                         eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=steps // 4,
+            cfg = Config(env=args.ours_env, num_envs=num_envs, total_steps=steps, learning_starts=num_envs * 2,
+                         batch_size=0, buffer_size=0, device=args.device, cuda_graphs=args.cuda_graphs,
+                         eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=steps,
                          progress=False, runs_dir=tmp, run_name="tp")
-            tic = time.perf_counter()
-            result = train(cfg)
-            elapsed = result.train_seconds or (time.perf_counter() - tic)
-        rows.append((f"gumbel_ac {args.ours_env} N={num_envs} ({device_name})", steps / elapsed))
+            return steps / train(cfg).train_seconds
+
+    for num_envs in args.throughput_envs:
+        run(num_envs, 10)  # warm-up, untimed
+        sps = statistics.median(run(num_envs, args.throughput_iters) for _ in range(3))
+        graphs = ", CUDA graphs" if args.cuda_graphs else ""
+        rows.append((f"gumbel_ac {args.ours_env} N={num_envs} ({device_name}{graphs})", sps))
+    if "ppo" in args.only:
+        rows.append(("SB3 PPO (RL-Zoo, 8 envs, CPU)", _ppo_throughput()))
+    if "dqn" in args.only:
+        rows.append(("SB3 DQN (RL-Zoo, 1 env, CPU)", _dqn_throughput()))
+    print("\n| trainer | env steps/s while learning |")
+    print("|---|---|")
+    for name, sps in rows:
+        print(f"| {name} | {sps:,.0f} |")
+
+
+def _ppo_throughput() -> float:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -182,17 +203,16 @@ def throughput(args: argparse.Namespace) -> None:
     tic = time.perf_counter()
     model.learn(20_000)
     # SB3's own advice: PPO with an MLP policy runs best on the CPU, so the peers stay there.
-    rows.append(("SB3 PPO (RL-Zoo, 8 envs, CPU)", 20_000 / (time.perf_counter() - tic)))
+    return 20_000 / (time.perf_counter() - tic)
+
+
+def _dqn_throughput() -> float:
     from sb3_common import make_dqn_zoo
 
     model = make_dqn_zoo(0)
     tic = time.perf_counter()
     model.learn(10_000)
-    rows.append(("SB3 DQN (RL-Zoo, 1 env, CPU)", 10_000 / (time.perf_counter() - tic)))
-    print("\n| trainer | env steps/s while learning |")
-    print("|---|---|")
-    for name, sps in rows:
-        print(f"| {name} | {sps:,.0f} |")
+    return 10_000 / (time.perf_counter() - tic)
 
 
 def main() -> None:
@@ -207,7 +227,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every algorithm")
     parser.add_argument("--throughput", action="store_true", help="measure steady-state steps/s instead")
     parser.add_argument("--throughput-envs", type=int, nargs="+", default=[16, 4096])
+    parser.add_argument("--throughput-iters", type=int, default=200, help="timed iterations per size (median of 3)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device of ours (SB3 stays on the CPU)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="ours with --cuda-graphs (CUDA only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores; ours trains on {args.ours_env}")

@@ -30,7 +30,21 @@ class ReplayBuffer:
         self.reward_C = torch.zeros(capacity, device=self.device)
         self.terminated_C = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.pos = 0
-        self.size = 0
+        #: ``size`` mirrored on the device, for :meth:`sample_on_device` (a CUDA graph bakes in
+        #: Python numbers at capture, so a replayed sampler must read the size from a tensor).
+        self.size_t = torch.zeros((), dtype=torch.long, device=self.device)
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Rows filled (a Python int; :attr:`size_t` holds the same on the device)."""
+        return self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        if value != self._size:  # once full, no more ops
+            self._size = int(value)
+            self.size_t.fill_(self._size)  # a kernel with a host scalar: no sync
 
     def __len__(self) -> int:
         return self.size
@@ -74,6 +88,19 @@ class ReplayBuffer:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        return Batch(
+            obs_BD=self.obs_CD[idx],
+            action_BH=self.action_CH[idx],
+            reward_B=self.reward_C[idx],
+            next_obs_BD=self.next_obs_CD[idx],
+            terminated_B=self.terminated_C[idx],
+        )
+
+    def sample_on_device(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Like :meth:`sample`, with the size read from :attr:`size_t`: safe to capture in a
+        CUDA graph. Indices are ``randint(0, 2**62) mod size`` (modulo bias below 2**-40 for any
+        buffer that fits in memory); they differ from :meth:`sample`'s for the same seed."""
+        idx = torch.randint(0, 2**62, (batch_size,), device=self.device, generator=generator).remainder_(self.size_t)
         return Batch(
             obs_BD=self.obs_CD[idx],
             action_BH=self.action_CH[idx],

@@ -120,7 +120,13 @@ def alpha_loss(agent: Agent, entropy: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(
-    agent: Agent, *, actor_lr: float, critic_lr: float, alpha_lr: float, autotune_alpha: bool
+    agent: Agent,
+    *,
+    actor_lr: float,
+    critic_lr: float,
+    alpha_lr: float,
+    autotune_alpha: bool,
+    capturable: bool = False,
 ) -> tuple[FlatAdam, torch.Tensor]:
     """Flatten the agent's trained parameters and return ``(FlatAdam, flat_grad)``.
 
@@ -143,7 +149,7 @@ def make_optimizer(
     # Target critic: same parameter order as the critic, one flat buffer.
     agent.flat_critic = flat_param[n_actor : n_actor + n_critic]
     agent.flat_critic_target = flatten_parameters_(list(agent.critic_target.parameters()))
-    return FlatAdam(flat_param, flat_grad, groups), flat_grad
+    return FlatAdam(flat_param, flat_grad, groups, capturable=capturable), flat_grad
 
 
 def polyak_update(agent: Agent, rate: float) -> None:
@@ -181,6 +187,8 @@ def update(
     Args:
         flat_grad: the flat buffer the parameters' ``.grad`` views live in
             (:func:`make_optimizer`).
+        tau: the Gumbel temperature; a 0-dim tensor when the step is captured in a CUDA graph
+            (:mod:`gumbel_ac.graphs`).
         grad_hook: called with ``flat_grad`` after backward, before masking (the distributed
             trainer all-reduces it there).
     """

@@ -72,6 +72,7 @@ class FlatAdam:
         *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        capturable: bool = False,
     ) -> None:
         self.flat_param, self.flat_grad = flat_param, flat_grad
         self.betas, self.eps = betas, eps
@@ -84,11 +85,38 @@ class FlatAdam:
             raise ValueError(f"groups cover {offset} elements, the flat buffer has {flat_param.numel()}")
         self.exp_avg = torch.zeros_like(flat_param)
         self.exp_avg_sq = torch.zeros_like(flat_param)
-        self.steps = 0
-        #: Multiplies every group's lr (a Python float: schedules cost no op and no sync).
-        self.lr_scale = 1.0
+        #: ``capturable``: the step count, the bias corrections and ``lr_scale`` live in device
+        #: tensors, so a CUDA graph that captured ``step()`` stays right on every replay (as
+        #: ``torch.optim.Adam(capturable=True)``; a few more ops per step). Otherwise they are
+        #: Python numbers: no op and no sync.
+        self.capturable = capturable
+        self._step_t = torch.zeros((), dtype=torch.float64, device=flat_param.device)
+        self._lr_scale_t = torch.ones((), dtype=flat_param.dtype, device=flat_param.device)
+        self._steps = 0
+        self._lr_scale = 1.0
         self._lr_key: tuple[float, ...] | None = None
         self._lr_vec = torch.empty_like(flat_param)
+
+    @property
+    def steps(self) -> int:
+        """Adam steps taken (capturable: read from the device -- a sync, for checkpoints only)."""
+        return int(self._step_t.item()) if self.capturable else self._steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self._steps = int(value)
+        self._step_t.fill_(float(value))
+
+    @property
+    def lr_scale(self) -> float:
+        """Multiplies every group's lr (set each iteration by the trainer's lr schedule)."""
+        return self._lr_scale
+
+    @lr_scale.setter
+    def lr_scale(self, value: float) -> None:
+        if self.capturable and value != self._lr_scale:
+            self._lr_scale_t.fill_(value)  # a kernel with a host scalar: no sync
+        self._lr_scale = float(value)
 
     def _lr_vector(self) -> torch.Tensor:
         key = tuple(float(g["lr"]) for g in self.param_groups)
@@ -107,14 +135,23 @@ class FlatAdam:
     def step(self) -> None:
         """One Adam step from ``flat_grad``."""
         beta1, beta2 = self.betas
-        self.steps += 1
-        bias1 = 1.0 - beta1**self.steps
-        bias2_sqrt = math.sqrt(1.0 - beta2**self.steps)
         grad = self.flat_grad
         self.exp_avg.lerp_(grad, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        if self.capturable:
+            self._step_t += 1
+            # Same formula on device scalars (float64 count, as the Python path's powers).
+            bias1 = (1.0 - torch.pow(beta1, self._step_t)).to(grad.dtype)
+            bias2_sqrt = (1.0 - torch.pow(beta2, self._step_t)).sqrt().to(grad.dtype)
+            denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.eps)
+            update = (self.exp_avg * self._lr_vector()).mul_(self._lr_scale_t / bias1)
+            self.flat_param.addcdiv_(update, denom, value=-1.0)
+            return
+        self._steps += 1
+        bias1 = 1.0 - beta1**self._steps
+        bias2_sqrt = math.sqrt(1.0 - beta2**self._steps)
         denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.eps)
-        self.flat_param.addcdiv_(self.exp_avg * self._lr_vector(), denom, value=-self.lr_scale / bias1)
+        self.flat_param.addcdiv_(self.exp_avg * self._lr_vector(), denom, value=-self._lr_scale / bias1)
 
     def state_dict(self) -> dict[str, Any]:
         return {

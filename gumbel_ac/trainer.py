@@ -48,6 +48,7 @@ from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.estimators import EstimatorFn, get_estimator
 from gumbel_ac.evaluation import evaluate
+from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
 from gumbel_ac.losses import UpdateStats, make_optimizer, update
 from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, torch_env_of
@@ -281,6 +282,7 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
         critic_lr=config.critic_lr,
         alpha_lr=config.alpha_lr,
         autotune_alpha=config.autotune_alpha,
+        capturable=config.cuda_graphs and device.type == "cuda",
     )
     estimator = build_estimator(config)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, spec.num_heads, device)
@@ -297,6 +299,7 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
     streak = torch.zeros((), device=device)
     max_streak = torch.zeros((), device=device)
     accumulators = {"stats_sum": stats_sum, "ep_sums": ep_sums, "streak": streak, "max_streak": max_streak}
+
     updates_in_window = 0
     global_step = 0
     evals: list[EvalRecord] = []
@@ -349,6 +352,41 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
         dropped = truncate_metrics(run_dir / "metrics.jsonl", global_step)
         notes.insert(0, f"resuming {run_dir} from {resumed_from.name} at step {global_step} "
                         f"({dropped} metrics line(s) written after that checkpoint dropped)")
+    # The update phase as one body: run eagerly, or captured once and replayed as a CUDA graph
+    # (--cuda-graphs, gumbel_ac/graphs.py), where every input that changes is a device tensor.
+    graphed = config.cuda_graphs and device.type == "cuda" and not dist_ctx.enabled
+    tau_t = torch.zeros((), device=device)  # the temperature, for the captured body
+
+    def update_body(tau: float | torch.Tensor) -> None:
+        sample = buffer.sample_on_device if graphed else buffer.sample
+        batch = sample(config.batch_size, generator=replay_gen)
+        stats = update(
+            agent,
+            optimizer,
+            flat_grad,
+            batch,
+            estimator,
+            gamma=config.gamma,
+            tau=tau,
+            target_update_rate=config.target_update_rate,
+            autotune_alpha=config.autotune_alpha,
+            generator=update_gen,
+            grad_hook=dist_ctx.grad_hook,
+        )
+        packed = stats.as_tensor()
+        stats_sum.add_(packed)
+        # In place: ``accumulators`` (saved in checkpoints) must keep these tensors.
+        streak.add_(packed[-1]).mul_(packed[-1])
+        torch.maximum(max_streak, streak, out=max_streak)
+
+    if config.cuda_graphs and not graphed:
+        why = "needs a CUDA device" if device.type != "cuda" else "not under torchrun (the all-reduce is not captured)"
+        notes.append(f"--cuda-graphs {why}; running the update eagerly")
+    captured_update = CapturedStep(
+        lambda: update_body(tau_t), generators=[replay_gen, update_gen], enabled=graphed,
+        report=lambda message: logger.message(message),
+    )
+
     logger: MetricsLogger | SilentLogger = SilentLogger() if not dist_ctx.is_main else MetricsLogger(
         run_dir,
         total_steps=config.total_steps,
@@ -441,26 +479,13 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
                 if global_step > config.learning_starts and filled >= config.batch_size:
                     tau = config.temperature_at(global_step)
                     optimizer.lr_scale = config.lr_scale_at(global_step)
+                    if graphed:
+                        tau_t.fill_(tau)  # a kernel with a host scalar: no sync
                     for _ in range(config.updates_per_step):
-                        batch = buffer.sample(config.batch_size, generator=replay_gen)
-                        stats = update(
-                            agent,
-                            optimizer,
-                            flat_grad,
-                            batch,
-                            estimator,
-                            gamma=config.gamma,
-                            tau=tau,
-                            target_update_rate=config.target_update_rate,
-                            autotune_alpha=config.autotune_alpha,
-                            generator=update_gen,
-                            grad_hook=dist_ctx.grad_hook,
-                        )
-                        packed = stats.as_tensor()
-                        stats_sum += packed
-                        # In place: ``accumulators`` (saved in checkpoints) must keep these tensors.
-                        streak.add_(packed[-1]).mul_(packed[-1])
-                        torch.maximum(max_streak, streak, out=max_streak)
+                        if graphed:
+                            captured_update()
+                        else:
+                            update_body(tau)
                         updates_in_window += 1
 
                 if sync_guard:
