@@ -186,6 +186,11 @@ class Config:
     """Use deterministic CUDA kernels (torch.use_deterministic_algorithms + a fixed cuBLAS
     workspace): same seed -> same numbers on the same GPU and software, at some speed cost.
     CPU runs are deterministic without it."""
+    update_impl: Literal["auto", "autograd", "fused"] = "auto"
+    """How the gradient step is computed: autograd (gumbel_ac/losses.py, every estimator) or
+    fused (gumbel_ac/fused.py: gumbel-st with one action head, a hand-written backward checked
+    against autograd's gradient in tests/test_fused.py; ~1.5x faster per update on a CPU).
+    auto = fused where it applies."""
     cuda_graphs: bool = False
     """On CUDA: capture the update phase (replay sampling, losses, backward, Adam, Polyak) in a
     CUDA graph after 3 eager warm-up updates and replay it each iteration -- one launch instead

@@ -162,6 +162,28 @@ def polyak_update(agent: Agent, rate: float) -> None:
             torch._foreach_lerp_(list(agent.critic_target.parameters()), list(agent.critic.parameters()), rate)
 
 
+def apply_gradient(
+    agent: Agent,
+    optimizer: FlatAdam,
+    flat_grad: torch.Tensor,
+    total: torch.Tensor,
+    target_update_rate: float,
+    grad_hook: Callable[[torch.Tensor], None] | None,
+) -> torch.Tensor:
+    """The step's tail once ``flat_grad`` holds the gradient of ``total``: hook, non-finite
+    mask, Adam, Polyak. Returns the 0-dim "gradient was finite" flag (no host sync)."""
+    # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient
+    # covers both -- and, under DDP, happens after the all-reduce on every rank alike.
+    flat_grad[:1].add_(total.detach() * 0.0)
+    if grad_hook is not None:
+        grad_hook(flat_grad)
+    finite = torch.isfinite(flat_grad.sum())
+    flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
+    optimizer.step()
+    polyak_update(agent, target_update_rate)
+    return finite
+
+
 def update(
     agent: Agent,
     optimizer: FlatAdam,
@@ -207,15 +229,7 @@ def update(
 
     flat_grad.zero_()
     total.backward()
-    # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient
-    # covers both -- and, under DDP, happens after the all-reduce on every rank alike.
-    flat_grad[:1].add_(total.detach() * 0.0)
-    if grad_hook is not None:
-        grad_hook(flat_grad)
-    finite = torch.isfinite(flat_grad.sum())
-    flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
-    optimizer.step()
-    polyak_update(agent, target_update_rate)
+    finite = apply_gradient(agent, optimizer, flat_grad, total, target_update_rate, grad_hook)
     return UpdateStats(
         critic_loss=c_loss.detach(),
         actor_loss=a_loss.detach(),

@@ -48,6 +48,7 @@ from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.estimators import EstimatorFn, get_estimator
 from gumbel_ac.evaluation import evaluate
+from gumbel_ac.fused import FusedUpdate, fused_unsupported
 from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
 from gumbel_ac.losses import UpdateStats, make_optimizer, update
@@ -357,22 +358,20 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
     graphed = config.cuda_graphs and device.type == "cuda" and not dist_ctx.enabled
     tau_t = torch.zeros((), device=device)  # the temperature, for the captured body
 
+    fused_why_not = fused_unsupported(agent, config.estimator)
+    if config.update_impl == "fused" and fused_why_not:
+        raise ConfigError(f"--update-impl fused cannot be used: {fused_why_not}; use --update-impl autograd")
+    fused = FusedUpdate(agent, optimizer, flat_grad) if config.update_impl != "autograd" and not fused_why_not else None
+
     def update_body(tau: float | torch.Tensor) -> None:
         sample = buffer.sample_on_device if graphed else buffer.sample
         batch = sample(config.batch_size, generator=replay_gen)
-        stats = update(
-            agent,
-            optimizer,
-            flat_grad,
-            batch,
-            estimator,
-            gamma=config.gamma,
-            tau=tau,
-            target_update_rate=config.target_update_rate,
-            autotune_alpha=config.autotune_alpha,
-            generator=update_gen,
-            grad_hook=dist_ctx.grad_hook,
-        )
+        options = dict(gamma=config.gamma, tau=tau, target_update_rate=config.target_update_rate,
+                       autotune_alpha=config.autotune_alpha, generator=update_gen, grad_hook=dist_ctx.grad_hook)
+        if fused is not None:
+            stats = fused(batch, **options)
+        else:
+            stats = update(agent, optimizer, flat_grad, batch, estimator, **options)
         packed = stats.as_tensor()
         stats_sum.add_(packed)
         # In place: ``accumulators`` (saved in checkpoints) must keep these tensors.
