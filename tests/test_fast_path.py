@@ -103,6 +103,7 @@ def test_debug_syncs_catches_a_sync_cuda(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(trainer_mod, "update", leaky_update)
     config = _config(tmp_path, 64 * 20, "cuda", "gumbel-st")
+    config.update_impl = "autograd"  # the planted read sits in the autograd update
     config.debug_syncs = True
     with pytest.raises(RuntimeError, match="synchroniz"):
         train(config)
