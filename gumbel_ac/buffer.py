@@ -87,20 +87,16 @@ class ReplayBuffer:
         """A uniformly random minibatch (with replacement), as a :class:`Batch`."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return Batch(
-            obs_BD=self.obs_CD[idx],
-            action_BH=self.action_CH[idx],
-            reward_B=self.reward_C[idx],
-            next_obs_BD=self.next_obs_CD[idx],
-            terminated_B=self.terminated_C[idx],
-        )
+        return self._gather(torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator))
 
     def sample_on_device(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """Like :meth:`sample`, with the size read from :attr:`size_t`: safe to capture in a
         CUDA graph. Indices are ``randint(0, 2**62) mod size`` (modulo bias below 2**-40 for any
         buffer that fits in memory); they differ from :meth:`sample`'s for the same seed."""
         idx = torch.randint(0, 2**62, (batch_size,), device=self.device, generator=generator).remainder_(self.size_t)
+        return self._gather(idx)
+
+    def _gather(self, idx: torch.Tensor) -> Batch:
         return Batch(
             obs_BD=self.obs_CD[idx],
             action_BH=self.action_CH[idx],
