@@ -62,20 +62,20 @@ class FusedUpdate:
         """Post-ReLU activations per layer and ``Q`` ``[2, B]`` at integer actions (no autograd)."""
         critic = self.agent.critic
         # onehot(a) @ W_act is a row gather: the first layer is obs @ W_obs + W_act[a] + b.
-        h = torch.relu_(obs_part + critic.w_act.detach()[:, action_B])
+        h = torch.relu_(obs_part + critic.w_act[:, action_B])
         acts = [h]
         for weight, bias in self.hidden:
-            h = torch.relu_(torch.baddbmm(bias.detach(), h, weight.detach()))
+            h = torch.relu_(torch.baddbmm(bias, h, weight))
             acts.append(h)
-        q = torch.baddbmm(critic.b_out.detach(), h, critic.w_out.detach()).squeeze(-1)
+        q = torch.baddbmm(critic.b_out, h, critic.w_out).squeeze(-1)
         return acts, q
 
     def _critic_input_backward(self, acts: list[torch.Tensor], g_q: torch.Tensor) -> torch.Tensor:
         """``d/d(first-layer pre-activation)`` ``[2, B, W]`` from ``dL/dQ`` ``[2, B]``."""
         critic = self.agent.critic
-        g = _relu_backward(g_q.unsqueeze(-1) * critic.w_out.detach().transpose(1, 2), acts[-1], 0)
+        g = _relu_backward(g_q.unsqueeze(-1) * critic.w_out.transpose(1, 2), acts[-1], 0)
         for (weight, _), h in zip(reversed(self.hidden), reversed(acts[:-1])):
-            g = _relu_backward(torch.bmm(g, weight.detach().transpose(1, 2)), h, 0)
+            g = _relu_backward(torch.bmm(g, weight.transpose(1, 2)), h, 0)
         return g
 
     @torch.no_grad()
@@ -143,7 +143,7 @@ class FusedUpdate:
         is_min = (q_a == q_min).to(q_a.dtype)
         g_qa = is_min / (is_min.sum(dim=0) * -batch_size)
         g_pre = self._critic_input_backward(acts_a, g_qa)
-        g_y = torch.bmm(g_pre, critic.w_act.detach().transpose(1, 2)).sum(dim=0)  # dL/d(one-hot) [B, K]
+        g_y = torch.bmm(g_pre, critic.w_act.transpose(1, 2)).sum(dim=0)  # dL/d(one-hot) [B, K]
         # Back through y = softmax((z - max z) / tau) to the logits (z = logits + G) ...
         g_logits = torch._softmax_backward_data(g_y, y_soft, -1, y_soft.dtype).div_(tau)
         # ... plus the entropy bonus: d(-alpha mean H)/dl = alpha/B * p (log p + H).

@@ -1,4 +1,7 @@
-"""The losses and the gradient step: the one copy of the algorithm's maths.
+"""The losses and the gradient step: the reference copy of the algorithm's maths.
+
+(:mod:`gumbel_ac.fused` computes the gumbel-st step's gradient by hand for speed and is tested
+against :func:`update` here; every other estimator, and the SB3 algorithm, run this module.)
 
 Critic target (expected SARSA over the next state's policy, discrete SAC;
 Christodoulou 2019, arXiv:1910.07207):
