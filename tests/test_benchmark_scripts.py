@@ -1,0 +1,36 @@
+"""Smoke tests of the speed benchmarks: they run on a tiny budget and print their tables.
+
+The numbers themselves are not asserted (timings belong in benchmarks/, never in tests); what
+is checked is that the scripts still run against the current API and report both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    env = dict(os.environ, WANDB_MODE="disabled")
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_update_cost_reports_both_implementations_and_their_ratio() -> None:
+    out = _run("benchmarks/update_cost.py", "--batch-sizes", "8", "--blocks", "1", "--steps", "2")
+    row = re.search(r"^\| 8 \| (\d+) \| (\d+) \| ([\d.]+)x \|$", out, re.MULTILINE)
+    assert row is not None, out
+    autograd, fused, ratio = int(row.group(1)), int(row.group(2)), float(row.group(3))
+    assert autograd > 0 and fused > 0 and abs(ratio - autograd / fused) < 0.05 * ratio + 0.01
+
+
+def test_solve_time_throughput_mode_runs_ours() -> None:
+    out = _run("benchmarks/solve_time.py", "--throughput", "--only", "ours", "--throughput-envs", "4",
+               "--throughput-iters", "3")
+    assert re.search(r"^\| gumbel_ac gumbel_ac/CartPole-v1 N=4 \(CPU\) \| [\d,]+ \|$", out, re.MULTILINE), out
