@@ -187,6 +187,28 @@ def test_every_estimator_trains_by_name(name: str) -> None:
     assert torch.isfinite(after).all() and not torch.equal(before, after)
 
 
+def test_fused_and_autograd_updates_train_the_same_sb3_agent() -> None:
+    """MlpPolicy + gumbel-st uses the fused step by default; it matches autograd's to rounding."""
+    actors = []
+    for impl in ("autograd", "auto"):
+        model = tiny_model(make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=3, update_impl=impl)
+        assert (model._fused_update() is not None) is (impl == "auto")
+        before = torch.cat([p.detach().reshape(-1).clone() for p in model.policy.agent.actor.parameters()])
+        model.learn(160)
+        assert model._n_updates > 0
+        actors.append(torch.cat([p.detach().reshape(-1) for p in model.policy.agent.actor.parameters()]))
+        assert (actors[-1] - before).abs().max() > 1e-3  # it trained
+    torch.testing.assert_close(actors[1], actors[0], rtol=1e-3, atol=1e-4)
+
+
+def test_fused_update_refuses_what_it_cannot_train() -> None:
+    with pytest.raises(ValueError, match="update_impl='fused' cannot be used: it implements gumbel-st only"):
+        tiny_model(estimator="score", update_impl="fused").learn(120)
+    assert tiny_model(estimator="score")._fused_update() is None  # auto: autograd
+    with pytest.raises(ConfigError, match="update_impl"):
+        tiny_model(update_impl="hand-written")
+
+
 def test_bad_hyperparameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="estimator"):
         tiny_model(estimator="no-such-estimator")
@@ -265,6 +287,7 @@ def test_cnn_policy(share: bool, tmp_path: Path) -> None:
     critic_cnn = [p.detach().clone() for p in agent.critic.extractor.parameters()]
     actor_has_cnn = any("extractor" in name for name, _ in agent.actor.named_parameters())
     assert actor_has_cnn is (not share)  # shared: the CNN belongs to the critic only
+    assert model._fused_update() is None  # a trained extractor: the autograd update
     model.learn(40)
     assert model._n_updates > 0
     # The critic loss trains the critic's CNN in both modes.

@@ -37,6 +37,7 @@ from stable_baselines3.common.utils import FloatSchedule
 
 from gumbel_ac.config import Config
 from gumbel_ac.estimators import EstimatorFn
+from gumbel_ac.fused import FusedUpdate, fused_unsupported
 from gumbel_ac.losses import Batch, UpdateStats, update
 from gumbel_ac.sb3.policies import CnnPolicy, GumbelACPolicy, MlpPolicy
 
@@ -87,6 +88,9 @@ class GumbelAC(OffPolicyAlgorithm):
         rao_samples: Gumbel draws per action for ``gumbel-rao``.
         max_nonfinite_updates: stop with :class:`~gumbel_ac.trainer.TrainingError` after
             this many consecutive updates with a non-finite loss or gradient.
+        update_impl: ``auto`` (the fused gumbel-st step of :mod:`gumbel_ac.fused` with
+            MlpPolicy, autograd otherwise), ``autograd`` or ``fused`` (as the native
+            ``--update-impl``).
         replay_buffer_class, replay_buffer_kwargs, optimize_memory_usage, policy_kwargs,
             stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
             ``policy_kwargs=dict(net_arch=[64, 64])`` sets the hidden widths (our
@@ -122,6 +126,7 @@ class GumbelAC(OffPolicyAlgorithm):
         temperature_anneal_steps: int = 50_000,
         rao_samples: int = 10,
         max_nonfinite_updates: int = 100,
+        update_impl: str = "auto",
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
@@ -172,6 +177,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.temperature_anneal_steps = temperature_anneal_steps
         self.rao_samples = rao_samples
         self.max_nonfinite_updates = max_nonfinite_updates
+        self.update_impl = update_impl
         if _init_setup_model:
             self._setup_model()
 
@@ -210,6 +216,7 @@ class GumbelAC(OffPolicyAlgorithm):
             temperature_anneal_steps=int(self.temperature_anneal_steps),
             rao_samples=int(self.rao_samples),
             max_nonfinite_updates=int(self.max_nonfinite_updates),
+            update_impl=getattr(self, "update_impl", "auto"),
             progress=False,
         )
         fields.update(overrides)
@@ -287,11 +294,28 @@ class GumbelAC(OffPolicyAlgorithm):
             self.policy.optimizer.load_state_dict(params["policy.optimizer"])
 
     # ------------------------------------------------------------------ training
+    def _fused_update(self) -> FusedUpdate | None:
+        """The fused gumbel-st step where it applies (MlpPolicy; see ``update_impl``), else None.
+
+        Built per ``train()`` call (cheap): ``load()`` may have replaced the policy's optimizer.
+        """
+        impl = getattr(self, "update_impl", "auto")  # models saved before the option existed
+        why_not = fused_unsupported(self.policy.agent, self.estimator)
+        if why_not is None and not self.policy.is_plain:
+            why_not = "it needs MlpPolicy (a features extractor with parameters is trained by autograd)"
+        if impl == "fused" and why_not:
+            raise ValueError(f"update_impl='fused' cannot be used: {why_not}; use update_impl='autograd'")
+        if impl == "autograd" or why_not:
+            return None
+        return FusedUpdate(self.policy.agent, self.policy.optimizer, self.policy.flat_grad)
+
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
-        """``gradient_steps`` calls of :func:`gumbel_ac.losses.update` on replay minibatches."""
+        """``gradient_steps`` gradient steps (:func:`gumbel_ac.losses.update` or the fused
+        gumbel-st step) on replay minibatches."""
         assert self.replay_buffer is not None
         self.policy.set_training_mode(True)
         policy, agent = self.policy, self.policy.agent
+        fused = self._fused_update()
         lrs = {name: fn(self._current_progress_remaining) for name, fn in self._lr_schedules.items()}
         for group in policy.optimizer.param_groups:
             group["lr"] = lrs[group["name"]]
@@ -313,18 +337,17 @@ class GumbelAC(OffPolicyAlgorithm):
                 # transitions bootstrap, terminated ones do not (as the native trainer).
                 terminated_B=data.dones.reshape(n) > 0.5,
             )
-            stats = update(
-                agent,
-                policy.optimizer,
-                policy.flat_grad,
-                batch,
-                self._estimator,
+            options = dict(
                 gamma=self.gamma,
                 tau=tau,
                 target_update_rate=self.target_update_rate,
                 autotune_alpha=self.autotune_alpha,
                 generator=None,  # torch's global RNG, seeded by SB3's set_random_seed
             )
+            if fused is not None:
+                stats = fused(batch, **options)
+            else:
+                stats = update(agent, policy.optimizer, policy.flat_grad, batch, self._estimator, **options)
             packed = stats.as_tensor()
             stats_sum += packed
             streak = (streak + packed[-1]) * packed[-1]
