@@ -13,7 +13,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gumbel_ac.distributions import ActionSpec, check_logits, gumbel_softmax_st, sample_gumbel
 from gumbel_ac.estimators import (
