@@ -18,6 +18,7 @@ from gumbel_ac.buffer import ReplayBuffer
 from gumbel_ac.config import Config
 from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.estimators import get_estimator
+from gumbel_ac.fused import FusedUpdate
 from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.losses import make_optimizer, update
 from gumbel_ac.optim import FlatAdam
@@ -149,7 +150,7 @@ def _update_setup(seed: int) -> tuple:
 
 
 @needs_cuda
-@pytest.mark.parametrize("estimator", ["gumbel-st", "score"])
+@pytest.mark.parametrize("estimator", ["gumbel-st", "score", "gumbel-st/fused"])
 def test_captured_update_matches_eager_update(estimator: str) -> None:
     params = []
     for graphed in (False, True):
@@ -157,12 +158,16 @@ def test_captured_update_matches_eager_update(estimator: str) -> None:
         replay_gen = torch.Generator(device="cuda").manual_seed(1)
         update_gen = torch.Generator(device="cuda").manual_seed(2)
         tau = torch.tensor(0.6, device="cuda")
-        est = get_estimator(estimator)
+        est = get_estimator(estimator.split("/")[0])
+        fused = FusedUpdate(agent, optimizer, flat_grad) if estimator.endswith("/fused") else None
 
         def body() -> None:
             batch = buffer.sample_on_device(128, generator=replay_gen)
-            update(agent, optimizer, flat_grad, batch, est, gamma=0.99, tau=tau, target_update_rate=0.2,
-                   autotune_alpha=True, generator=update_gen)
+            options = dict(gamma=0.99, tau=tau, target_update_rate=0.2, autotune_alpha=True, generator=update_gen)
+            if fused is not None:
+                fused(batch, **options)
+            else:
+                update(agent, optimizer, flat_grad, batch, est, **options)
 
         step = CapturedStep(body, generators=[replay_gen, update_gen], enabled=graphed)
         for _ in range(12):
