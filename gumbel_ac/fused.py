@@ -70,11 +70,23 @@ class FusedUpdate:
         q = torch.baddbmm(critic.b_out, h, critic.w_out).squeeze(-1)
         return acts, q
 
-    def _critic_input_backward(self, acts: list[torch.Tensor], g_q: torch.Tensor) -> torch.Tensor:
-        """``d/d(first-layer pre-activation)`` ``[2, B, W]`` from ``dL/dQ`` ``[2, B]``."""
+    def _critic_backward(self, acts: list[torch.Tensor], g_q: torch.Tensor, *, param_grads: bool) -> torch.Tensor:
+        """From ``dL/dQ`` ``[2, B]`` back to the first layer's pre-activation ``[2, B, W]``.
+
+        ``param_grads``: also write ``dL/dW``, ``dL/db`` of the layers after the first into the
+        critic's ``.grad`` views (the critic loss); without it only the input gradient flows
+        (the actor's pass through the detached critic).
+        """
         critic = self.agent.critic
-        g = _relu_backward(g_q.unsqueeze(-1) * critic.w_out.transpose(1, 2), acts[-1], 0)
-        for (weight, _), h in zip(reversed(self.hidden), reversed(acts[:-1])):
+        g_out = g_q.unsqueeze(-1)
+        if param_grads:
+            torch.bmm(acts[-1].transpose(1, 2), g_out, out=critic.w_out.grad)
+            torch.sum(g_out, dim=1, keepdim=True, out=critic.b_out.grad)
+        g = _relu_backward(g_out * critic.w_out.transpose(1, 2), acts[-1], 0)
+        for (weight, bias), h in zip(reversed(self.hidden), reversed(acts[:-1])):
+            if param_grads:
+                torch.bmm(h.transpose(1, 2), g, out=weight.grad)
+                torch.sum(g, dim=1, keepdim=True, out=bias.grad)
             g = _relu_backward(torch.bmm(g, weight.transpose(1, 2)), h, 0)
         return g
 
@@ -114,15 +126,7 @@ class FusedUpdate:
         acts, q = self._critic_pass(obs_part, action_B)
         diff = q - target_B
         c_loss = 0.5 * diff.square().mean(dim=1).sum()
-        g_q = diff / batch_size
-        g_out = g_q.unsqueeze(-1)
-        torch.bmm(acts[-1].transpose(1, 2), g_out, out=critic.w_out.grad)
-        torch.sum(g_out, dim=1, keepdim=True, out=critic.b_out.grad)
-        g = _relu_backward(g_out * critic.w_out.transpose(1, 2), acts[-1], 0)
-        for (weight, bias), h in zip(reversed(self.hidden), reversed(acts[:-1])):
-            torch.bmm(h.transpose(1, 2), g, out=weight.grad)
-            torch.sum(g, dim=1, keepdim=True, out=bias.grad)
-            g = _relu_backward(torch.bmm(g, weight.transpose(1, 2)), h, 0)
+        g = self._critic_backward(acts, diff / batch_size, param_grads=True)
         torch.bmm(obs.t().expand(2, -1, -1), g, out=critic.w_obs.grad)
         torch.sum(g, dim=1, keepdim=True, out=critic.b_in.grad)
         # onehot(a)^T g: a matmul rather than index_add_ (deterministic on CUDA too).
@@ -142,7 +146,7 @@ class FusedUpdate:
         # d(-mean q_min)/dQ_i: amin's gradient is shared evenly between tied twins (as autograd's).
         is_min = (q_a == q_min).to(q_a.dtype)
         g_qa = is_min / (is_min.sum(dim=0) * -batch_size)
-        g_pre = self._critic_input_backward(acts_a, g_qa)
+        g_pre = self._critic_backward(acts_a, g_qa, param_grads=False)
         g_y = torch.bmm(g_pre, critic.w_act.transpose(1, 2)).sum(dim=0)  # dL/d(one-hot) [B, K]
         # Back through y = softmax((z - max z) / tau) to the logits (z = logits + G) ...
         g_logits = torch._softmax_backward_data(g_y, y_soft, -1, y_soft.dtype).div_(tau)

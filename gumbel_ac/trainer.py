@@ -363,15 +363,17 @@ def _train(config: Config, resume_dir: Path | None, candidates: list[Path], dist
         raise ConfigError(f"--update-impl fused cannot be used: {fused_why_not}; use --update-impl autograd")
     fused = FusedUpdate(agent, optimizer, flat_grad) if config.update_impl != "autograd" and not fused_why_not else None
 
+    sample = buffer.sample_on_device if graphed else buffer.sample
+    options: dict[str, Any] = dict(gamma=config.gamma, target_update_rate=config.target_update_rate,
+                                   autotune_alpha=config.autotune_alpha, generator=update_gen,
+                                   grad_hook=dist_ctx.grad_hook)
+
     def update_body(tau: float | torch.Tensor) -> None:
-        sample = buffer.sample_on_device if graphed else buffer.sample
         batch = sample(config.batch_size, generator=replay_gen)
-        options = dict(gamma=config.gamma, tau=tau, target_update_rate=config.target_update_rate,
-                       autotune_alpha=config.autotune_alpha, generator=update_gen, grad_hook=dist_ctx.grad_hook)
         if fused is not None:
-            stats = fused(batch, **options)
+            stats = fused(batch, tau=tau, **options)
         else:
-            stats = update(agent, optimizer, flat_grad, batch, estimator, **options)
+            stats = update(agent, optimizer, flat_grad, batch, estimator, tau=tau, **options)
         packed = stats.as_tensor()
         stats_sum.add_(packed)
         # In place: ``accumulators`` (saved in checkpoints) must keep these tensors.

@@ -259,7 +259,7 @@ class GumbelAC(OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         # Rebuilt by _setup_model on load; the optimizer is saved as a state_dict below.
-        return [*super()._excluded_save_params(), "_config", "_estimator", "_lr_schedules", "_nonfinite_streak"]
+        return [*super()._excluded_save_params(), "_config", "_estimator", "_lr_schedules", "_nonfinite_streak", "_fused_cache"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
@@ -297,17 +297,25 @@ class GumbelAC(OffPolicyAlgorithm):
     def _fused_update(self) -> FusedUpdate | None:
         """The fused gumbel-st step where it applies (MlpPolicy; see ``update_impl``), else None.
 
-        Built per ``train()`` call (cheap): ``load()`` may have replaced the policy's optimizer.
+        ``train()`` runs once per env step with SB3's defaults, so the decision and the step
+        object are cached; they are rebuilt when the policy or its optimizer is replaced
+        (``load()``, ``set_parameters``).
         """
         impl = getattr(self, "update_impl", "auto")  # models saved before the option existed
+        key = (self.policy, self.policy.optimizer, impl, self.estimator)
+        cached = getattr(self, "_fused_cache", None)
+        if cached is not None and cached[0] == key:  # modules and optimizers compare by identity
+            return cached[1]
         why_not = fused_unsupported(self.policy.agent, self.estimator)
         if why_not is None and not self.policy.is_plain:
             why_not = "it needs MlpPolicy (a features extractor with parameters is trained by autograd)"
         if impl == "fused" and why_not:
             raise ValueError(f"update_impl='fused' cannot be used: {why_not}; use update_impl='autograd'")
-        if impl == "autograd" or why_not:
-            return None
-        return FusedUpdate(self.policy.agent, self.policy.optimizer, self.policy.flat_grad)
+        fused = None if impl == "autograd" or why_not else FusedUpdate(
+            self.policy.agent, self.policy.optimizer, self.policy.flat_grad
+        )
+        self._fused_cache = (key, fused)
+        return fused
 
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
         """``gradient_steps`` gradient steps (:func:`gumbel_ac.losses.update` or the fused
