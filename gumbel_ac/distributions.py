@@ -188,29 +188,6 @@ def sample_gumbel(
     return u.log_().neg_().log_().neg_()  # -log(-log u), in place: no temporaries
 
 
-def check_logits(logits: torch.Tensor) -> None:
-    """Raise a clear error for logits no categorical can be built from.
-
-    Costs a host sync, so the training fast path does not call it (it never masks).
-    """
-    if torch.isnan(logits).any():
-        raise ValueError("logits contain NaN; check the network inputs and the learning rate.")
-    if torch.isposinf(logits).any():
-        raise ValueError("logits contain +inf; clamp them or lower the learning rate.")
-    if logits.shape[-1] > 0 and torch.isneginf(logits).all(dim=-1).any():
-        raise ValueError(
-            "a row of logits is all -inf (every action masked): at least one action must be "
-            "available in every state."
-        )
-
-
-def validate_temperature(tau: float | torch.Tensor) -> None:
-    """Temperatures must be positive and finite: tau = 0 divides by zero (NaN)."""
-    value = float(tau) if not isinstance(tau, torch.Tensor) else float(tau.detach().min())
-    if not (value > 0.0 and math.isfinite(value)):
-        raise ValueError(f"Gumbel-Softmax temperature must be > 0 and finite, got {value}.")
-
-
 def relaxed_softmax(perturbed_BA: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
     """``softmax(z / tau)`` computed as ``softmax((z - max z) / tau)``.
 
@@ -220,29 +197,3 @@ def relaxed_softmax(perturbed_BA: torch.Tensor, tau: float | torch.Tensor) -> to
     z = perturbed_BA - perturbed_BA.amax(dim=-1, keepdim=True).detach()
     return torch.softmax(z / tau, dim=-1)
 
-
-def gumbel_softmax_st(
-    logits_BA: torch.Tensor,
-    tau: float | torch.Tensor = 1.0,
-    *,
-    generator: torch.Generator | None = None,
-    validate: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Straight-through Gumbel-Softmax sample of one categorical (Jang et al. 2017).
-
-    Returns ``(action_BA, index_B)``: ``action`` is exactly ``onehot(argmax(l + G))`` in the
-    forward pass and carries the gradient of ``softmax((l + G) / tau)`` backward.
-    ``D + (y - sg(y))`` is exact because ``y - y == 0`` in IEEE arithmetic, whereas
-    ``y + sg(D - y)`` can round to ``0.99999994``.
-    """
-    if validate:
-        check_logits(logits_BA)
-        validate_temperature(tau)
-    compute = logits_BA.float() if logits_BA.dtype in (torch.float16, torch.bfloat16) else logits_BA
-    gumbel = sample_gumbel(compute.shape, generator=generator, device=compute.device, dtype=compute.dtype)
-    perturbed = compute + gumbel
-    index = perturbed.argmax(dim=-1)
-    y = relaxed_softmax(perturbed, tau)
-    hard = F.one_hot(index, compute.shape[-1]).to(y.dtype)
-    action = hard + (y - y.detach())
-    return action.to(logits_BA.dtype), index
