@@ -48,6 +48,13 @@ from safetensors.torch import save as st_save
 from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
+from gumbel_ac.fsutil import fsync_dir
+from gumbel_ac.fsutil import fsync_write as _fsync_write
+from gumbel_ac.fsutil import write_json_atomic as write_json_atomic
+
+# ``_fsync_write`` is looked up in this module at call time, so tests can patch it to simulate a
+# full disk. ``write_json_atomic`` is re-exported (the ``as`` form marks it so, PEP 484) for the
+# trainer and the SB3 export, which import it from here.
 
 FORMAT = "gumbel_ac.checkpoint"
 FORMAT_VERSION = 1
@@ -81,20 +88,6 @@ class LoadedRun:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temp file + rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    _fsync_write(tmp, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-    os.replace(tmp, path)
 
 
 def _versions() -> dict[str, str]:
@@ -160,11 +153,7 @@ def save_checkpoint(
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        dir_fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

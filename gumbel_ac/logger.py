@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gumbel_ac.fsutil import write_bytes_atomic
+
 #: Metrics that measure wall-clock time: the only ones that differ between two runs of the
 #: same config and seed on CPU (compare metrics files without them; docs/resume.md).
 WALL_CLOCK_KEYS: frozenset[str] = frozenset({"charts/sps"})
@@ -69,12 +71,7 @@ def truncate_metrics(path: str | Path, step: int) -> int:
         if row["global_step"] == step and any(k.startswith(FINAL_ROW_PREFIX) for k in row):
             continue
         kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("".join(line + "\n" for line in kept))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"))
     return len(lines) - len(kept)
 
 
