@@ -122,7 +122,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
 
     Subclasses set ``single_observation_space``/``single_action_space`` (a ``Discrete``) in
     ``__init__`` *before* calling :meth:`_setup`, declare a fresh ``metadata`` dict, and
-    implement ``_sample_reset_states``, ``_dynamics`` and ``_observe`` as pure functions of
+    implement ``_reset_from_uniform``, ``_dynamics`` and ``_observe`` as pure functions of
     their tensor arguments (see the module docstring).
 
     Args:
