@@ -9,12 +9,14 @@ was trained on (or ``--env``), and prints the mean ± std return over ``--episod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from gumbel_ac.cli import guarded
+from gumbel_ac.cli import exit_status, guarded
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default ``sys.argv[1:]``); argparse raises ``SystemExit`` on bad flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder (runs/<name>) or one checkpoint folder inside it")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to average over (default 10)")
@@ -31,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate as ``args`` say and print one summary line; user errors raise (see ``guarded``)."""
     import numpy as np
 
     from gumbel_ac.checkpoint import check_spaces_match, load_run
@@ -42,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     device = resolve_device(args.device)
     loaded = load_run(args.run, device=device)
-    env_id = args.env or loaded.config.eval_env or loaded.config.env
-    # The run's env kwargs (e.g. DeepSea's size) apply when evaluating on its own env.
-    env_kwargs = loaded.config.env_kwargs_dict() if env_id == loaded.config.env else {}
+    # --env plays the part of the run's eval_env, so the config's own rule decides which env
+    # kwargs apply (the run's, e.g. DeepSea's size, on its own env; none on another env).
+    config = dataclasses.replace(loaded.config, eval_env=args.env) if args.env else loaded.config
+    env_id = config.eval_env or config.env
+    env_kwargs = config.eval_env_kwargs()
     probe = make_env(env_id, num_envs=1, device=device, **env_kwargs)
     spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
     probe.close()
@@ -67,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Entry point: the exit status (0 ok, 2 bad input) is returned, never raised, so tests and
+    other Python code can call ``main([...])`` in-process instead of starting an interpreter."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help (0) or an argparse usage error (2, message already printed)
+        return exit_status(exc)
     result = guarded(lambda: run(args))
     return int(result)
 

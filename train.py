@@ -17,7 +17,7 @@ import sys
 
 import tyro
 
-from gumbel_ac.cli import guarded, reflow_field_help, run_cli
+from gumbel_ac.cli import exit_status, guarded, reflow_field_help, run_cli
 from gumbel_ac.config import Config
 
 
@@ -32,6 +32,11 @@ def _resume_arg(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), train, and return the exit status.
+
+    The status (0 ok, 2 bad input) is returned, never raised, so tests and other Python code
+    can call ``main([...])`` in-process instead of starting an interpreter.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     default: Config | None = None
     resume = _resume_arg(args)
@@ -45,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             return loaded
         default = loaded
     reflow_field_help()
-    config = tyro.cli(Config, args=args, default=default, description=__doc__)
+    try:
+        config = tyro.cli(Config, args=args, default=default, description=__doc__)
+    except SystemExit as exc:  # --help (0) or a flag tyro cannot parse (2, message already printed)
+        return exit_status(exc)
     return run_cli(config)
 
 

@@ -20,14 +20,35 @@ USAGE_ERROR = 2
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is meant for the user."""
+    """Exception types whose message is meant for the user.
+
+    ``TrainingError`` is included only once the trainer is imported: only training raises it,
+    and ``eval.py`` should not import (and depend on) the whole training stack to report a bad
+    checkpoint path.
+    """
     from gumbel_ac.checkpoint import CheckpointError
     from gumbel_ac.config import ConfigError
     from gumbel_ac.distributions import UnsupportedSpaceError
-    from gumbel_ac.trainer import TrainingError
     from gumbel_ac.vector import UnknownEnvError
 
-    return (CheckpointError, ConfigError, UnsupportedSpaceError, UnknownEnvError, TrainingError)
+    errors: tuple[type[BaseException], ...] = (CheckpointError, ConfigError, UnsupportedSpaceError, UnknownEnvError)
+    trainer = sys.modules.get("gumbel_ac.trainer")
+    if trainer is not None:
+        errors += (trainer.TrainingError,)
+    return errors
+
+
+def exit_status(exc: SystemExit) -> int:
+    """The exit status a ``SystemExit`` stands for, as the interpreter would exit with it.
+
+    ``None`` is 0; an int is itself; anything else (a message) is printed to stderr and is 1.
+    """
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
 
 
 def guarded(fn: Callable[[], T]) -> T | int:

@@ -24,8 +24,6 @@ import pickle
 import random
 import resource
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,8 +35,6 @@ from gumbel_ac.agent import make_agent
 from gumbel_ac.checkpoint import MODEL_FILE, META_FILE, TRAINING_FILE, CheckpointError, load_run, save_checkpoint
 from gumbel_ac.config import Config
 from gumbel_ac.distributions import ActionSpec
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: Per-family case counts in the default suite (x10 under -m slow).
 FUZZ_CASES = {"model_flip": 1200, "model_truncate": 300, "meta_flip": 600, "meta_mutate": 900}
@@ -341,14 +337,17 @@ def test_non_regular_files(case: Case, tmp_path: Path) -> None:
         load_run(case.dir)
 
 
-def test_eval_cli_on_a_hostile_checkpoint(case: Case, pristine: dict[str, bytes]) -> None:
-    """eval.py end to end: a header-corrupted model with a fixed-up checksum -> exit 2, one line."""
+def test_eval_cli_on_a_hostile_checkpoint(case: Case, pristine: dict[str, bytes], script_main: Any,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """eval.py's main: a header-corrupted model with a fixed-up checksum -> exit 2, one line.
+
+    In-process (``main(argv)``): the subprocess smoke test of eval.py lives with the train ->
+    eval round trip; starting an interpreter per error case only re-imports torch.
+    """
     model = bytearray(pristine[MODEL_FILE])
     model[10:20] = b"\x00" * 10  # inside the JSON header
     case.write(model=bytes(model))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), str(case.dir)], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and MODEL_FILE in lines[0], proc.stderr
+    assert script_main("eval")([str(case.dir)]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and MODEL_FILE in lines[0], err
