@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from gumbel_ac.distributions import ActionSpec, sample_gumbel
+from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.estimators import Objective
 
 SYNTHETIC_KINDS: tuple[str, ...] = ("linear", "quadratic", "kl")
@@ -168,9 +168,10 @@ def collect_states(
 ) -> torch.Tensor:
     """States visited by the agent's own (stochastic) policy: ``[num_states, D]``.
 
-    Runs ``rollout_steps`` vector steps of ``env`` (a ``BatchedEnv``) sampling actions by
-    Gumbel-max from ``agent.logits(obs)``, then picks ``num_states`` of the visited
-    observations uniformly without replacement (seeded).
+    Runs ``rollout_steps`` vector steps of ``env`` (a ``BatchedEnv``) acting with
+    ``agent.act`` (the policy's own Gumbel-max sampler, seeded), then picks ``num_states`` of
+    the visited observations uniformly without replacement (seeded). ``agent`` and ``env``
+    live on the CPU (the seeded generator is a CPU one).
     """
     gen = torch.Generator().manual_seed(seed)
     spec: ActionSpec = agent.spec
@@ -178,9 +179,7 @@ def collect_states(
     seen = [obs]
     with torch.no_grad():
         for _ in range(rollout_steps):
-            logits = agent.logits(obs)
-            noise = sample_gumbel(logits.shape, generator=gen, dtype=torch.float32).to(logits.device)
-            index_BH = torch.stack([z.argmax(-1) for z in spec.split(logits.float() + noise)], dim=-1)
+            index_BH = agent.act(obs, generator=gen)
             actions = index_BH[:, 0] if spec.num_heads == 1 else index_BH
             obs = env.step(actions).obs
             seen.append(obs)

@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from gumbel_ac import lab
+from gumbel_ac.agent import Agent
 from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.lab import Variant, default_variants, measure
 from gumbel_ac.lab_problems import agent_problem, collect_states, synthetic_problem
@@ -167,13 +168,17 @@ def test_module_help() -> None:
 
 
 class FakeAgent:
-    """The checkpoint API the lab relies on: ``spec``, ``logits(obs)``, ``q_objective(obs)``."""
+    """The checkpoint API the lab relies on: ``spec``, ``logits(obs)``, ``act(obs, generator=)``,
+    ``q_objective(obs)``. ``act`` is the real ``Agent.act`` over this fake's linear actor."""
+
+    act = Agent.act
 
     def __init__(self) -> None:
         gen = torch.Generator().manual_seed(0)
         self.spec = ActionSpec((3,))
         self.w_actor = torch.randn(4, 3, generator=gen)
         self.w_critic = torch.randn(4, 3, generator=gen)
+        self.actor = self.logits  # what Agent.act calls
 
     def logits(self, obs_BD: torch.Tensor) -> torch.Tensor:
         return obs_BD @ self.w_actor
