@@ -61,11 +61,14 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import numpy as np
 import torch
 
+from gumbel_ac.estimators import MIN_TAU
+from gumbel_ac.logger import read_metrics
+
 #: The estimators every comparison includes (docs/DESIGN.md §3), then the optional ones.
 REQUIRED_ESTIMATORS: tuple[str, ...] = ("gumbel-st", "softmax-st", "gumbel-soft", "score", "exact")
 OPTIONAL_ESTIMATORS: tuple[str, ...] = ("gumbel-rao", "reinmax")
-#: ReinMax is derived for tau >= 1 (Liu et al. 2023); the config rejects smaller values.
-MIN_TAU: dict[str, float] = {"reinmax": 1.0}
+# MIN_TAU (gumbel_ac.estimators): ReinMax is derived for tau >= 1 (Liu et al. 2023), so its
+# runs use max(tau, 1) and the config rejects smaller values.
 
 DEEPSEA_SIZE = 10
 
@@ -170,32 +173,36 @@ def make_config(spec: RunSpec, runs_dir: Path) -> Any:
     )
 
 
-def read_metrics(path: Path) -> tuple[list[int], list[float], list[int], list[float], float]:
+def _value(v: Any) -> float:
+    """A logged metric as a float: the logger writes non-finite values as JSON ``null``."""
+    return float("nan") if v is None else float(v)
+
+
+def read_curves(path: Path) -> tuple[list[int], list[float], list[int], list[float], float]:
     """(train steps, train returns, eval steps, eval returns, final eval) from a metrics.jsonl.
 
     Training return is ``charts/episodic_return`` (mean over the episodes that ended in each
     log window, stochastic policy); eval rows are ``eval/mean_return`` (deterministic policy)
-    and the final ``eval/final_mean_return``, which is appended to the eval curve.
+    and the final ``eval/final_mean_return``, which is appended to the eval curve. Rows come
+    from :func:`gumbel_ac.logger.read_metrics` (which skips a torn last line).
     """
     ts: list[int] = []
     tr: list[float] = []
     es: list[int] = []
     er: list[float] = []
     final = float("nan")
-    with open(path) as fh:
-        for line in fh:
-            row = json.loads(line)
-            step = int(row["global_step"])
-            if "charts/episodic_return" in row:
-                ts.append(step)
-                tr.append(float(row["charts/episodic_return"]))
-            if "eval/mean_return" in row:
-                es.append(step)
-                er.append(float(row["eval/mean_return"]))
-            if "eval/final_mean_return" in row:
-                final = float(row["eval/final_mean_return"])
-                es.append(step)
-                er.append(final)
+    for row in read_metrics(path):
+        step = int(row["global_step"])
+        if "charts/episodic_return" in row:
+            ts.append(step)
+            tr.append(_value(row["charts/episodic_return"]))
+        if "eval/mean_return" in row:
+            es.append(step)
+            er.append(_value(row["eval/mean_return"]))
+        if "eval/final_mean_return" in row:
+            final = _value(row["eval/final_mean_return"])
+            es.append(step)
+            er.append(final)
     return ts, tr, es, er, final
 
 
@@ -256,7 +263,7 @@ def run_one(spec: RunSpec, runs_dir: str, reuse: bool = False) -> RunResult:
     run_dir = Path(runs_dir) / spec.name
     config = make_config(spec, Path(runs_dir))
     if reuse and _finished_with(run_dir, config):
-        ts, tr, es, er, final = read_metrics(run_dir / "metrics.jsonl")
+        ts, tr, es, er, final = read_curves(run_dir / "metrics.jsonl")
         return RunResult(spec, str(run_dir), float("nan"), ts, tr, es, er, final)
     if run_dir.exists():  # a stale or different run under this name: start clean
         shutil.rmtree(run_dir)
@@ -265,7 +272,7 @@ def run_one(spec: RunSpec, runs_dir: str, reuse: bool = False) -> RunResult:
     with open(Path(runs_dir) / f"{spec.name}.log", "w") as fh, contextlib.redirect_stdout(fh):
         result = train(config)
     wall = time.perf_counter() - tic
-    ts, tr, es, er, final = read_metrics(Path(result.run_dir) / "metrics.jsonl")
+    ts, tr, es, er, final = read_curves(Path(result.run_dir) / "metrics.jsonl")
     return RunResult(spec, str(result.run_dir), wall, ts, tr, es, er, final)
 
 

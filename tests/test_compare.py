@@ -138,3 +138,24 @@ def test_aggregation_helpers() -> None:
     settings = ce.parse_args(["--quick", "--steps", "catch=777", "--sweep-task", "none"])
     assert settings.steps["catch"] == 777 and settings.sweep_task is None
     assert settings.estimators == ce.REQUIRED_ESTIMATORS and settings.seeds == (0, 1)
+
+
+def test_read_curves_takes_nulls_and_a_torn_line(tmp_path: Path) -> None:
+    """The logger writes non-finite values as null and a killed run may leave a torn last line."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        '{"global_step": 100, "charts/episodic_return": 12.5}\n'
+        '{"global_step": 200, "charts/episodic_return": null, "eval/mean_return": 30.0}\n'
+        '{"global_step": 300, "eval/final_mean_return": 40.0}\n'
+        '{"global_step": 400, "charts/episodic_ret'
+    )
+    ts, tr, es, er, final = ce.read_curves(path)
+    assert ts == [100, 200] and tr[0] == 12.5 and math.isnan(tr[1])
+    assert es == [200, 300] and er == [30.0, 40.0] and final == 40.0
+
+
+def test_min_tau_is_the_estimator_modules() -> None:
+    """One table of minimum temperatures: the benchmark uses the one the config checks with."""
+    from gumbel_ac import estimators
+
+    assert ce.MIN_TAU is estimators.MIN_TAU
