@@ -314,21 +314,31 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         out["generator"] = self._generator.get_state()
         return out
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state_dict` output; keys, shapes and dtypes must match this env's."""
+    def check_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Raise ``ValueError`` unless ``state`` fits this env (keys, shapes, dtypes, a valid
+        generator state, ``reset_index`` in range); changes nothing."""
         current = self.state_dict()
         if set(state) != set(current):
             raise ValueError(f"env state keys {sorted(state)} do not match this env's {sorted(current)}")
         for key, like in current.items():
             got = state[key]
-            if got.shape != like.shape or got.dtype != like.dtype:
+            if not isinstance(got, torch.Tensor) or got.shape != like.shape or got.dtype != like.dtype:
                 raise ValueError(
-                    f"env state {key!r} has shape {tuple(got.shape)} {got.dtype}, expected "
-                    f"{tuple(like.shape)} {like.dtype}"
+                    f"env state {key!r} has shape {tuple(getattr(got, 'shape', ()))} {getattr(got, 'dtype', None)}, "
+                    f"expected {tuple(like.shape)} {like.dtype}"
                 )
         index = int(state["reset_index"])
         if not 0 <= index <= max(1, int(getattr(self, "reset_block", 1))):
             raise ValueError(f"env state reset_index {index} is out of range")
+        try:  # a scratch generator: a bad state is refused without touching the live one
+            torch.Generator(device=self._generator.device).set_state(state["generator"])
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ValueError(f"env state 'generator' is not a valid generator state ({exc})") from None
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` output; checked first (:meth:`check_state_dict`)."""
+        self.check_state_dict(state)
+        index = int(state["reset_index"])
         n_state, n_reset = len(self._state or ()), len(self._reset_states_K)
         self._state = tuple(state[f"state.{i}"].to(self.device) for i in range(n_state))
         self._reset_states_K = tuple(state[f"reset_states.{i}"].to(self.device) for i in range(n_reset))

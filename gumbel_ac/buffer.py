@@ -11,6 +11,8 @@ features, ``H`` action heads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gumbel_ac.losses import Batch
@@ -30,6 +32,8 @@ class ReplayBuffer:
         self.reward_C = torch.zeros(capacity, device=self.device)
         self.terminated_C = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.pos = 0
+        #: Rows a checkpoint keeps (:meth:`state_dict`); ``None`` keeps all, 0 none.
+        self.save_cap: int | None = None
         #: ``size`` mirrored on the device, for :meth:`sample_on_device` (a CUDA graph bakes in
         #: Python numbers at capture, so a replayed sampler must read the size from a tensor).
         self.size_t = torch.zeros((), dtype=torch.long, device=self.device)
@@ -105,24 +109,57 @@ class ReplayBuffer:
             terminated_B=self.terminated_C[idx],
         )
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The filled part, oldest first (for checkpoints; tensors only, no pickle)."""
-        order = (torch.arange(self.size, device=self.device) + (self.pos - self.size)) % self.capacity
-        return {
-            "obs": self.obs_CD[order].cpu(),
-            "next_obs": self.next_obs_CD[order].cpu(),
-            "action": self.action_CH[order].cpu(),
-            "reward": self.reward_C[order].cpu(),
-            "terminated": self.terminated_C[order].cpu(),
-        }
+    def _columns(self) -> dict[str, torch.Tensor]:
+        return {"obs": self.obs_CD, "next_obs": self.next_obs_CD, "action": self.action_CH,
+                "reward": self.reward_C, "terminated": self.terminated_C}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Refill from :meth:`state_dict` output (newest rows kept if it exceeds capacity)."""
+    def state_dict(self) -> dict[str, Any]:
+        """Rows for a checkpoint, at most :attr:`save_cap` (tensors and plain values only: no pickle), and how they
+        were taken (``mode``):
+
+        * ``exact`` (``size <= cap``, or no cap): the physical rows ``[0, size)`` and the write
+          position, so the restored buffer is the same ring and :meth:`sample` draws the same
+          transitions -- what makes a resumed run bit-identical;
+        * ``newest``: the buffer holds more than ``cap`` rows; the newest ``cap``, oldest
+          first (a resumed run then samples differently);
+        * ``none``: ``cap == 0`` or an empty buffer; nothing is saved.
+        """
+        size, cap = self.size, self.save_cap
+        if size == 0 or cap == 0:
+            return {"mode": "none", "size": 0, "pos": 0}
+        if cap is None or size <= cap:
+            rows = {k: t[:size] for k, t in self._columns().items()}
+            return {"mode": "exact", "size": size, "pos": self.pos, **rows}
+        order = (torch.arange(cap, device=self.device) + (self.pos - cap)) % self.capacity
+        return {"mode": "newest", "size": cap, "pos": 0, **{k: t[order] for k, t in self._columns().items()}}
+
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict` for this buffer."""
+        mode, size, pos = state.get("mode"), state.get("size"), state.get("pos")
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (size, pos))
+        if mode not in ("exact", "newest", "none") or not ints or not 0 <= size <= self.capacity \
+                or not 0 <= pos < self.capacity or (mode == "exact" and size < self.capacity and pos != size) \
+                or (mode != "exact" and pos != 0) or (mode == "none" and size != 0):
+            raise ValueError(f"replay state is invalid (mode={mode!r}, size={size!r}, pos={pos!r}, "
+                             f"capacity {self.capacity})")
+        columns = self._columns() if mode != "none" else {}
+        extra = sorted(set(state) - {"mode", "size", "pos"} - set(columns))
+        if extra:
+            raise ValueError(f"replay state has unexpected entries {extra[:5]}")
+        for key, like in columns.items():
+            got = state.get(key)
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *like.shape[1:]) or got.dtype != like.dtype:
+                raise ValueError(f"replay column {key!r} must be {(size, *like.shape[1:])} {like.dtype}")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (checked first; the buffer is emptied before)."""
+        self.check_state_dict(state)
         self.pos, self.size = 0, 0
-        self.add(
-            state["obs"].to(self.device),
-            state["action"].to(self.device),
-            state["reward"].to(self.device),
-            state["next_obs"].to(self.device),
-            state["terminated"].to(self.device),
-        )
+        if state["mode"] == "exact":
+            size = state["size"]
+            for key, column in self._columns().items():
+                column[:size] = state[key].to(self.device)
+            self.pos, self.size = state["pos"], size
+        elif state["mode"] == "newest":
+            c = {k: state[k].to(self.device) for k in self._columns()}
+            self.add(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"])

@@ -9,8 +9,8 @@ as a single process: ``eval.py`` loads them unchanged). docs/distributed.md has 
 
 Why an explicit all-reduce and not ``DistributedDataParallel``: the trainer already keeps
 every trained parameter's gradient in ONE flat buffer and runs ONE backward per step
-(:func:`gumbel_ac.losses.make_optimizer`), so the whole synchronization is one
-``all_reduce(flat_grad)`` through :func:`gumbel_ac.losses.update`'s ``grad_hook``. DDP's
+(:class:`gumbel_ac.learner.Learner`), so the whole synchronization is one
+``all_reduce(flat_grad)`` through the learner's ``grad_hook``. DDP's
 gradient bucketing and backward/communication overlap have nothing to overlap with a buffer
 this small, and its module wrapping fights the loss structure: the actor's loss reaches the
 critic through *detached* weights (``CriticObjective``) and the target critic lives outside
@@ -22,7 +22,7 @@ moments and step count; the reduced gradient is the same bits on every rank (a c
 result is what every rank receives); FlatAdam and the Polyak update are deterministic
 functions of (parameters, gradient). log-alpha is in the flat buffer when tuned, so alpha
 stays identical too (tests/test_distributed.py compares the bytes). The non-finite check in
-``update`` runs after the all-reduce, and a rank whose own loss is non-finite poisons the
+``Learner.step`` runs after the all-reduce, and a rank whose own loss is non-finite poisons the
 reduced gradient, so every rank skips the same steps.
 
 Control flow that must agree across ranks uses only values that are identical by
@@ -34,12 +34,9 @@ device sync), the logged statistics (one all-reduce per log interval) and the no
 from __future__ import annotations
 
 import os
-import signal
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -47,6 +44,9 @@ import torch.distributed as dist
 
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.vector import resolve_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gumbel_ac.learner import Learner
 
 #: Rank r's seed is ``seed + r * RANK_SEED_STRIDE``: rank 0 keeps ``seed`` (so a one-rank run
 #: is the single-process run), and the stride keeps rank streams clear of the ``seed + 1``,
@@ -56,21 +56,13 @@ RANK_SEED_STRIDE = 1_000_003
 #: Under torchrun the ranks agree on the stop flag (SIGINT/SIGTERM) every this many iterations.
 STOP_SYNC_EVERY = 16
 
-#: Test-only fault injection: ``"RANK:UPDATE:MODE"`` makes rank RANK raise (MODE ``raise``) or
-#: hang (MODE ``hang``) in its UPDATE-th gradient all-reduce (tests/test_distributed.py).
-FAULT_ENV = "GUMBEL_AC_DEBUG_FAULT"
-#: Test-only: a folder where every rank writes ``rank<r>.safetensors`` (its flat parameters,
-#: target critic, Adam moments) at a clean exit, to check the ranks agree bit for bit.
-DUMP_ENV = "GUMBEL_AC_DEBUG_DUMP_DIR"
-
-
 def launched_world_size() -> int:
     """How many ranks torchrun started (``WORLD_SIZE``; 1 when not launched by torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def make_grad_hook(world_size: int, group: Any = None) -> Callable[[torch.Tensor], None]:
-    """The ``grad_hook`` for :func:`gumbel_ac.losses.update`: average ``flat_grad`` over ranks.
+    """The learner's ``grad_hook``: average ``flat_grad`` over ranks.
 
     ONE collective per update. Divide first, then sum: the same result as sum-then-divide for
     the power-of-two rank counts where division is exact, and it works with gloo, which has
@@ -113,7 +105,6 @@ class DistContext:
     owns_group: bool = False
     control_group: Any = None  # gloo group for host-side flags (the default group on CPU)
     grad_hook: Callable[[torch.Tensor], None] | None = None
-    _debug_refs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -133,26 +124,19 @@ class DistContext:
         ranks re-seed deterministically from (seed, rank, step) (docs/distributed.md)."""
         return int(np.random.SeedSequence([seed % 2**63, self.rank, step]).generate_state(1)[0])
 
-    def sync_start(self, agent: Any, optimizer: Any, counters: list[int]) -> list[int]:
+    def sync_start(self, learner: Learner, counters: list[int]) -> list[int]:
         """Give every rank rank 0's weights, target critic, log-alpha, Adam state and ``counters``.
 
         Called once before the loop (after rank 0 restored a checkpoint, if resuming). Returns
         rank 0's ``counters`` (e.g. the global step) on every rank.
         """
-        tensors = {
-            "flat_param": optimizer.flat_param,
-            "flat_critic_target": agent.flat_critic_target,
-            "log_alpha": agent.log_alpha.data,
-            "exp_avg": optimizer.exp_avg,
-            "exp_avg_sq": optimizer.exp_avg_sq,
-        }
-        self._debug_refs = tensors
         if not self.enabled:
             return counters
+        optimizer = learner.optimizer
         with torch.no_grad():
-            for t in tensors.values():
-                flat = t.reshape(-1)  # a view: broadcast in place
-                dist.broadcast(flat, src=0)
+            for t in (learner.flat_param, learner.flat_critic_target, learner.agent.log_alpha.data,
+                      optimizer.exp_avg, optimizer.exp_avg_sq):
+                dist.broadcast(t.reshape(-1), src=0)  # a view: broadcast in place
         host = torch.tensor(counters + [optimizer.steps], dtype=torch.int64)
         dist.broadcast(host, src=0, group=self.control_group)
         values = [int(v) for v in host.tolist()]
@@ -183,46 +167,15 @@ class DistContext:
         return t
 
     def close(self) -> None:
-        """Clean exit: write the debug dump if asked, then barrier and tear the group down.
+        """Clean exit: barrier, then tear the group down.
 
         The barrier first: a rank that destroys its process group while a peer is still in
-        its last collective can abort in teardown (seen here with gloo, docs/DESIGN.md §6).
+        its last collective can abort in teardown (seen here with gloo, docs/DESIGN.md).
         """
-        dump = os.environ.get(DUMP_ENV)
-        if dump and self._debug_refs:
-            from safetensors.torch import save_file
-
-            Path(dump).mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().reshape(-1).cpu().clone() for k, v in self._debug_refs.items()},
-                      str(Path(dump) / f"rank{self.rank}.safetensors"))
         if self.owns_group and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
-
-
-def _fault_hook(rank: int, hook: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
-    """Wrap ``hook`` with the test-only fault of :data:`FAULT_ENV`, if it targets ``rank``."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec:
-        return hook
-    fault_rank, fault_update, mode = spec.split(":")
-    if int(fault_rank) != rank:
-        return hook
-    calls = [0]
-
-    def faulty(flat_grad: torch.Tensor) -> None:
-        calls[0] += 1
-        if calls[0] == int(fault_update):
-            if mode == "hang":
-                # Let torchrun's SIGTERM end us at once (our stop-flag handler would defer it;
-                # a rank stuck in native code is SIGKILLed after torchrun's grace period).
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                time.sleep(3600)
-            raise RuntimeError(f"injected failure on rank {rank} at update {calls[0]} ({FAULT_ENV})")
-        hook(flat_grad)
-
-    return faulty
 
 
 def setup(config: Config) -> DistContext:
@@ -257,5 +210,5 @@ def setup(config: Config) -> DistContext:
     control = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
     return DistContext(
         device=device, rank=rank, world_size=world_size, local_rank=local_rank, owns_group=owns,
-        control_group=control, grad_hook=_fault_hook(rank, make_grad_hook(world_size)),
+        control_group=control, grad_hook=make_grad_hook(world_size),
     )

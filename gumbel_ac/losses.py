@@ -1,7 +1,8 @@
-"""The losses and the gradient step: the reference copy of the algorithm's maths.
+"""The losses: the one copy of the algorithm's maths.
 
-(:mod:`gumbel_ac.fused` computes the gumbel-st step's gradient by hand for speed and is tested
-against :func:`update` here; every other estimator, and the SB3 algorithm, run this module.)
+Every update -- native trainer, SB3 algorithm, torchrun ranks, CUDA graphs, every estimator --
+computes its loss here (:func:`compute_losses`); :class:`gumbel_ac.learner.Learner` runs the
+backward pass and the optimizer around it.
 
 Critic target (expected SARSA over the next state's policy, discrete SAC;
 Christodoulou 2019, arXiv:1910.07207):
@@ -17,7 +18,7 @@ Alpha loss (SAC v2, Haarnoja et al. 2018, arXiv:1812.05905):
 ``log_alpha * (H(pi) - target_entropy)``: alpha falls while the policy is more random than
 the target, rises when it is less.
 
-:func:`update` runs all three with ONE backward pass and ONE optimizer step: the actor loss
+:func:`compute_losses` sums all three so that ONE backward pass and ONE optimizer step train them: the actor loss
 sees the critic through detached weights (``CriticObjective``), so its gradient reaches only
 the actor, and the critic loss reaches only the critic. The actor therefore follows the
 critic of the start of the step (simultaneous, not sequential, updates -- as in most fused
@@ -29,14 +30,13 @@ joint actions.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from gumbel_ac.agent import Agent
 from gumbel_ac.estimators import EstimatorFn
-from gumbel_ac.optim import FlatAdam, attach_flat_grad_, flatten_parameters_
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class UpdateStats:
     entropy: torch.Tensor
     q_mean: torch.Tensor
     nonfinite: torch.Tensor
+
+    def with_nonfinite(self, nonfinite: torch.Tensor) -> "UpdateStats":
+        """These stats with the step's non-finite flag set (the learner knows it last)."""
+        return dataclasses.replace(self, nonfinite=nonfinite)
 
     def as_tensor(self) -> torch.Tensor:
         return torch.stack(
@@ -122,100 +126,23 @@ def alpha_loss(agent: Agent, entropy: torch.Tensor) -> torch.Tensor:
     return agent.log_alpha * (entropy.detach() - agent.target_entropy)
 
 
-def make_optimizer(
+def compute_losses(
     agent: Agent,
-    *,
-    actor_lr: float,
-    critic_lr: float,
-    alpha_lr: float,
-    autotune_alpha: bool,
-    capturable: bool = False,
-) -> tuple[FlatAdam, torch.Tensor]:
-    """Flatten the agent's trained parameters and return ``(FlatAdam, flat_grad)``.
-
-    Buffer order is actor, critic, log_alpha (when tuned): the critic's slice is contiguous,
-    so the Polyak update of the (also flattened) target critic is ONE ``lerp_``. Every
-    ``.grad`` is a view into ``flat_grad``: zeroing, the finiteness check, masking and (for
-    DDP) the all-reduce are one op each. Call after ``agent.to(device)``.
-    """
-    actor = list(agent.actor.parameters())
-    critic = list(agent.critic.parameters())
-    alpha = [agent.log_alpha] if autotune_alpha else []
-    agent.log_alpha.requires_grad_(autotune_alpha)
-    params = actor + critic + alpha
-    flat_param = flatten_parameters_(params)
-    flat_grad = attach_flat_grad_(params, flat_param)
-    n_actor, n_critic = sum(p.numel() for p in actor), sum(p.numel() for p in critic)
-    groups = [("actor", n_actor, actor_lr), ("critic", n_critic, critic_lr)]
-    if autotune_alpha:
-        groups.append(("alpha", 1, alpha_lr))
-    # Target critic: same parameter order as the critic, one flat buffer.
-    agent.flat_critic = flat_param[n_actor : n_actor + n_critic]
-    agent.flat_critic_target = flatten_parameters_(list(agent.critic_target.parameters()))
-    return FlatAdam(flat_param, flat_grad, groups, capturable=capturable), flat_grad
-
-
-def polyak_update(agent: Agent, rate: float) -> None:
-    """``target <- target + rate * (online - target)``: one op on the flat buffers."""
-    with torch.no_grad():
-        flat_target = getattr(agent, "flat_critic_target", None)
-        if flat_target is not None:
-            flat_target.lerp_(agent.flat_critic, rate)
-        else:
-            torch._foreach_lerp_(list(agent.critic_target.parameters()), list(agent.critic.parameters()), rate)
-
-
-def apply_gradient(
-    agent: Agent,
-    optimizer: FlatAdam,
-    flat_grad: torch.Tensor,
-    total: torch.Tensor,
-    target_update_rate: float,
-    grad_hook: Callable[[torch.Tensor], None] | None,
-) -> torch.Tensor:
-    """The step's tail once ``flat_grad`` holds the gradient of ``total``: hook, non-finite
-    mask, Adam, Polyak. Returns the 0-dim "gradient was finite" flag (no host sync)."""
-    # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient
-    # covers both -- and, under DDP, happens after the all-reduce on every rank alike.
-    flat_grad[:1].add_(total.detach() * 0.0)
-    if grad_hook is not None:
-        grad_hook(flat_grad)
-    finite = torch.isfinite(flat_grad.sum())
-    flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
-    optimizer.step()
-    polyak_update(agent, target_update_rate)
-    return finite
-
-
-def update(
-    agent: Agent,
-    optimizer: FlatAdam,
-    flat_grad: torch.Tensor,
     batch: Batch,
     estimator: EstimatorFn,
     *,
     gamma: float,
     tau: float | torch.Tensor,
-    target_update_rate: float,
     autotune_alpha: bool,
     generator: torch.Generator | None,
-    grad_hook: Callable[[torch.Tensor], None] | None = None,
-) -> UpdateStats:
-    """One gradient step on critic, actor and alpha; then the Polyak target update.
+) -> tuple[torch.Tensor, UpdateStats]:
+    """The step's total loss (critic + actor [+ alpha]) and its statistics.
 
-    No host synchronization: every branch is on Python values. A non-finite loss or gradient
-    zeroes the step's gradient on the device (no branch) and is counted in
-    ``UpdateStats.nonfinite``; the trainer stops after too many in a row. With a zero
-    gradient Adam still applies its decayed momentum for that step -- the gradient is
-    dropped, not the whole optimizer step (skipping that too would need a host sync).
-
-    Args:
-        flat_grad: the flat buffer the parameters' ``.grad`` views live in
-            (:func:`make_optimizer`).
-        tau: the Gumbel temperature; a 0-dim tensor when the step is captured in a CUDA graph
-            (:mod:`gumbel_ac.graphs`).
-        grad_hook: called with ``flat_grad`` after backward, before masking (the distributed
-            trainer all-reduces it there).
+    One backward pass of ``total`` gives every trained parameter its gradient: the actor
+    loss sees the critic through detached weights (``CriticObjective``), so its gradient
+    reaches only the actor, and the critic loss reaches only the critic.
+    :class:`gumbel_ac.learner.Learner` runs that backward and the optimizer; the returned
+    stats' ``nonfinite`` is filled in there.
     """
     alpha = agent.alpha.detach()
     # One actor pass over [obs; next_obs] (fewer ops than two).
@@ -229,15 +156,12 @@ def update(
     total = c_loss + a_loss
     if autotune_alpha:
         total = total + alpha_loss(agent, entropy)
-
-    flat_grad.zero_()
-    total.backward()
-    finite = apply_gradient(agent, optimizer, flat_grad, total, target_update_rate, grad_hook)
-    return UpdateStats(
+    stats = UpdateStats(
         critic_loss=c_loss.detach(),
         actor_loss=a_loss.detach(),
         alpha=alpha,
         entropy=entropy,
         q_mean=q_mean,
-        nonfinite=(~finite).to(alpha.dtype),
+        nonfinite=torch.zeros_like(alpha),
     )
+    return total, stats

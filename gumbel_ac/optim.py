@@ -1,7 +1,7 @@
 """Adam over one flat parameter buffer: a whole optimizer step in eight tensor ops.
 
 Why not ``torch.optim.Adam``: at our network sizes the update is per-op overhead bound
-(issue 4). ``Adam(foreach=True)`` on CPU still loops over every parameter tensor (17 here),
+(measured in benchmarks/update_cost.py). ``Adam(foreach=True)`` on CPU still loops over every parameter tensor (17 here),
 ~0.5 ms of a 1.8 ms gradient step, and reads its step counter with ``.item()``. Here every
 trained parameter is a view into ONE flat tensor and every ``.grad`` a view into ONE flat
 gradient (see :func:`flatten_parameters_`), so Adam (Kingma & Ba 2015, Algorithm 1, with
@@ -164,21 +164,39 @@ class FlatAdam:
             "lr_scale": self.lr_scale,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore moments, step count and learning rates; shapes must match."""
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ``ValueError`` unless ``state`` is a :meth:`state_dict` of an optimizer over
+        the same buffer and groups (nothing is changed)."""
+        if not isinstance(state, dict):
+            raise ValueError("optimizer state must be a dict")
         for key in ("exp_avg", "exp_avg_sq"):
-            value = state[key]
-            if not isinstance(value, torch.Tensor) or value.shape != self.flat_param.shape:
+            value = state.get(key)
+            if not isinstance(value, torch.Tensor) or value.shape != self.flat_param.shape \
+                    or value.dtype != self.flat_param.dtype:
                 raise ValueError(f"optimizer state {key!r} does not match this model's parameters")
-        groups = state["param_groups"]
-        if [g["name"] for g in groups] != [g["name"] for g in self.param_groups] or [
-            (g["start"], g["end"]) for g in groups
-        ] != [(g["start"], g["end"]) for g in self.param_groups]:
+        groups = state.get("param_groups")
+        try:
+            same = [(g["name"], g["start"], g["end"]) for g in groups] == [
+                (g["name"], g["start"], g["end"]) for g in self.param_groups]
+            lrs = [float(g["lr"]) for g in groups]
+            betas = [float(b) for b in state["betas"]]
+            eps, lr_scale, steps = float(state["eps"]), float(state.get("lr_scale", 1.0)), state["steps"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("optimizer state is missing fields or has the wrong types") from None
+        if not same:
             raise ValueError("optimizer parameter groups do not match this model")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or len(betas) != 2 \
+                or not all(math.isfinite(x) for x in [*lrs, *betas, eps, lr_scale]):
+            raise ValueError("optimizer state has an invalid step count, learning rate, beta or eps")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore moments, step count and learning rates in place; checked first
+        (:meth:`check_state_dict`)."""
+        self.check_state_dict(state)
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps = int(state["steps"])
-        for group, saved in zip(self.param_groups, groups):
+        for group, saved in zip(self.param_groups, state["param_groups"]):
             group["lr"] = float(saved["lr"])
         self.betas = (float(state["betas"][0]), float(state["betas"][1]))
         self.eps = float(state["eps"])

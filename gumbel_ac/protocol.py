@@ -81,3 +81,12 @@ class BatchedEnv(Protocol):
     def close(self) -> None:
         """Release resources (subprocesses, windows)."""
         ...
+
+    def state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Everything that decides future steps, as tensors; ``None`` when the env's state
+        cannot be captured (a Gymnasium numpy env: resume re-seeds it instead)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` output (checked first; ``ValueError`` if it does not fit)."""
+        ...

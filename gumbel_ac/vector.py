@@ -98,7 +98,7 @@ class GymVectorAdapter:
         self.num_envs = env.num_envs
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
-        self.spec = ActionSpec.from_space(env.single_action_space)
+        self.action_spec = ActionSpec.from_space(env.single_action_space)
         self.encode = ObsEncoder(env.single_observation_space)
         self.obs_dim = self.encode.dim
         self.mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -118,7 +118,7 @@ class GymVectorAdapter:
 
     def step(self, actions: torch.Tensor) -> BatchStep:
         act = actions.detach().cpu().numpy()
-        if self.spec.num_heads == 1:
+        if self.action_spec.num_heads == 1:
             act = act.reshape(self.num_envs)
         obs, reward, terminated, truncated, info = self.env.step(act)
         done = np.logical_or(terminated, truncated)
@@ -152,6 +152,14 @@ class GymVectorAdapter:
             episode_length=ep_len,
         )
 
+    def state_dict(self) -> None:
+        """``None``: a Gymnasium env's state (numpy arrays, Box2D worlds, ...) cannot be captured
+        in general; resume re-seeds the env from (seed, step) instead (docs/resume.md)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        raise ValueError("a Gymnasium numpy env's state cannot be restored; re-seed it with reset(seed=...)")
+
     def render(self) -> Any:
         return self.env.render()
 
@@ -173,7 +181,7 @@ class TorchVectorAdapter:
         self.num_envs = env.num_envs
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
-        self.spec = ActionSpec.from_space(env.single_action_space)
+        self.action_spec = ActionSpec.from_space(env.single_action_space)
         self.encode = ObsEncoder(env.single_observation_space)
         self.obs_dim = self.encode.dim
 
@@ -182,7 +190,7 @@ class TorchVectorAdapter:
         return self.encode(obs)
 
     def step(self, actions: torch.Tensor) -> BatchStep:
-        if self.spec.num_heads == 1:
+        if self.action_spec.num_heads == 1:
             actions = actions.reshape(self.num_envs)
         obs, reward, terminated, truncated, info = self.env.step(actions)
         obs_t = self.encode(obs)
@@ -197,6 +205,16 @@ class TorchVectorAdapter:
             episode_return=info["episode"]["r"],
             episode_length=info["episode"]["l"],
         )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The torch env's own :meth:`~gumbel_ac.envs.base.TorchVectorEnv.state_dict`."""
+        return self.env.state_dict()
+
+    def check_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.env.check_state_dict(state)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.env.load_state_dict(state)
 
     def render(self) -> Any:
         return self.env.render()
@@ -235,7 +253,7 @@ def make_env(
 ) -> GymVectorAdapter | TorchVectorAdapter:
     """Build ``num_envs`` copies of ``env_id`` as a :class:`BatchedEnv` on ``device``.
 
-    The returned adapter exposes ``spec`` (:class:`ActionSpec`) and ``obs_dim`` as well.
+    The returned adapter exposes ``action_spec`` (:class:`ActionSpec`) and ``obs_dim`` as well.
     ``seed`` is only stored for the caller's first ``reset(seed=...)``.
     """
     device = torch.device(device)

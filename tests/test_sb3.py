@@ -8,6 +8,7 @@ back, SB3's own PPO on our batched CartPole -- not learning. Learning to thresho
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import subprocess
@@ -33,6 +34,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from gumbel_ac.checkpoint import load_run
 from gumbel_ac.config import ConfigError
 from gumbel_ac.estimators import ESTIMATORS
+from gumbel_ac.learner import Learner
 from gumbel_ac.sb3 import (
     GumbelAC,
     WandbOutputFormat,
@@ -66,11 +68,10 @@ def probe_obs(n: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def flat_grad_intact(model: GumbelAC) -> bool:
-    """Every trained parameter's .grad is a view into the policy's flat gradient buffer."""
-    flat = model.policy.flat_grad
-    base, end = flat.data_ptr(), flat.data_ptr() + flat.numel() * flat.element_size()
+    """Every trained parameter and its .grad are views into the learner's flat buffers."""
+    model.learner.check_views()  # raises otherwise
     trained = [p for p in model.policy.agent.parameters() if p.requires_grad]
-    return all(p.grad is not None and base <= p.grad.data_ptr() < end for p in trained)
+    return sum(p.numel() for p in trained) == model.learner.flat_grad.numel()
 
 
 # --------------------------------------------------------------------------- tiny envs
@@ -187,26 +188,28 @@ def test_every_estimator_trains_by_name(name: str) -> None:
     assert torch.isfinite(after).all() and not torch.equal(before, after)
 
 
-def test_fused_and_autograd_updates_train_the_same_sb3_agent() -> None:
-    """MlpPolicy + gumbel-st uses the fused step by default; it matches autograd's to rounding."""
-    actors = []
-    for impl in ("autograd", "auto"):
-        model = tiny_model(make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=3, update_impl=impl)
-        assert (model._fused_update() is not None) is (impl == "auto")
-        before = torch.cat([p.detach().reshape(-1).clone() for p in model.policy.agent.actor.parameters()])
-        model.learn(160)
-        assert model._n_updates > 0
-        actors.append(torch.cat([p.detach().reshape(-1) for p in model.policy.agent.actor.parameters()]))
-        assert (actors[-1] - before).abs().max() > 1e-3  # it trained
-    torch.testing.assert_close(actors[1], actors[0], rtol=1e-3, atol=1e-4)
+def test_sb3_trains_through_the_native_learner_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SB3 gradient step is ``Learner.step``: replaying the recorded last step on a copy
+    of the learner taken just before it gives the same parameters, bit for bit."""
+    recorded: list[tuple[Learner, Any, dict[str, Any], torch.Tensor]] = []
+    original = Learner.step
 
+    def spy(self: Learner, batch: Any, **kwargs: Any) -> Any:
+        recorded[:] = [(copy.deepcopy(self), batch, kwargs, torch.get_rng_state())]
+        calls.append(1)
+        return original(self, batch, **kwargs)
 
-def test_fused_update_refuses_what_it_cannot_train() -> None:
-    with pytest.raises(ValueError, match="update_impl='fused' cannot be used: it implements gumbel-st only"):
-        tiny_model(estimator="score", update_impl="fused").learn(120)
-    assert tiny_model(estimator="score")._fused_update() is None  # auto: autograd
-    with pytest.raises(ConfigError, match="update_impl"):
-        tiny_model(update_impl="hand-written")
+    calls: list[int] = []
+    monkeypatch.setattr(Learner, "step", spy)
+    model = tiny_model(make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=3)
+    model.learn(160)
+    assert len(calls) == model._n_updates > 0
+    twin, batch, kwargs, rng = recorded[0]
+    twin.check_views()  # the copy's parameters still live in its own flat buffers
+    torch.set_rng_state(rng)  # the estimator draws from the global RNG (generator=None)
+    original(twin, batch, **kwargs)
+    assert torch.equal(twin.flat_param, model.learner.flat_param)
+    assert torch.equal(twin.flat_critic_target, model.learner.flat_critic_target)
 
 
 def test_bad_hyperparameters_are_config_errors() -> None:
@@ -287,7 +290,6 @@ def test_cnn_policy(share: bool, tmp_path: Path) -> None:
     critic_cnn = [p.detach().clone() for p in agent.critic.extractor.parameters()]
     actor_has_cnn = any("extractor" in name for name, _ in agent.actor.named_parameters())
     assert actor_has_cnn is (not share)  # shared: the CNN belongs to the critic only
-    assert model._fused_update() is None  # a trained extractor: the autograd update
     model.learn(40)
     assert model._n_updates > 0
     # The critic loss trains the critic's CNN in both modes.
@@ -312,8 +314,8 @@ def test_shared_cnn_gets_no_actor_gradient() -> None:
     )
     agent, policy = model.policy.agent, model.policy
     obs = policy.preprocess(torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(4)])))
-    policy.flat_grad.zero_()
-    loss, _ = actor_loss(agent, obs, agent.actor(obs), model._estimator, tau=0.6, alpha=agent.alpha.detach(), generator=None)
+    model.learner.flat_grad.zero_()
+    loss, _ = actor_loss(agent, obs, agent.actor(obs), model.learner.estimator, tau=0.6, alpha=agent.alpha.detach(), generator=None)
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in agent.critic.parameters())
     assert any(p.grad is not None and p.grad.any() for p in agent.actor.parameters())

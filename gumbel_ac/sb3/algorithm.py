@@ -3,14 +3,16 @@
 SB3 does the collecting (``OffPolicyAlgorithm.collect_rollouts``: VecEnvs, callbacks, the
 numpy ``ReplayBuffer`` with timeout handling, logging); :meth:`GumbelAC.train` turns each
 replay minibatch into a :class:`gumbel_ac.losses.Batch` and calls
-:func:`gumbel_ac.losses.update` -- the same function, estimators and optimizer the native
-trainer uses. Nothing about the losses is written here.
+:meth:`Learner.step <gumbel_ac.learner.Learner.step>` -- the same update, estimators,
+optimizer and non-finite guard the native trainer uses. Nothing about the losses is written
+here.
 
 Hyperparameters carry our :class:`~gumbel_ac.config.Config` names and defaults
 (``gumbel_temperature``, ``target_update_rate``, ``target_entropy_ratio``, ...); they are
 validated by ``Config.validate`` so a bad value raises the same one-line
-:class:`~gumbel_ac.config.ConfigError` as ``train.py``. SB3's ``tau`` attribute mirrors
-``target_update_rate`` (the Polyak rate, never the Gumbel temperature).
+:class:`~gumbel_ac.config.ConfigError` as ``train.py``. The Gumbel temperature is
+``gumbel_temperature``; SB3's base class keeps a ``tau`` attribute for its Polyak rate, and
+here it only mirrors ``target_update_rate`` (read-only: set ``target_update_rate``).
 
 Differences from the native trainer, by construction of SB3:
 * replay lives in numpy (host) and every step copies observations to torch; the native
@@ -36,9 +38,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule
 
 from gumbel_ac.config import Config
-from gumbel_ac.estimators import EstimatorFn
-from gumbel_ac.fused import FusedUpdate, fused_unsupported
-from gumbel_ac.losses import Batch, UpdateStats, update
+from gumbel_ac.learner import Learner, make_estimator
+from gumbel_ac.losses import Batch, UpdateStats
 from gumbel_ac.sb3.policies import CnnPolicy, GumbelACPolicy, MlpPolicy
 
 SelfGumbelAC = TypeVar("SelfGumbelAC", bound="GumbelAC")
@@ -86,11 +87,8 @@ class GumbelAC(OffPolicyAlgorithm):
         gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
             anneal of the temperature over env steps (``Config.temperature_at``).
         rao_samples: Gumbel draws per action for ``gumbel-rao``.
-        max_nonfinite_updates: stop with :class:`~gumbel_ac.trainer.TrainingError` after
+        max_nonfinite_updates: stop with :class:`~gumbel_ac.learner.TrainingError` after
             this many consecutive updates with a non-finite loss or gradient.
-        update_impl: ``auto`` (the fused gumbel-st step of :mod:`gumbel_ac.fused` with
-            MlpPolicy, autograd otherwise), ``autograd`` or ``fused`` (as the native
-            ``--update-impl``).
         replay_buffer_class, replay_buffer_kwargs, optimize_memory_usage, policy_kwargs,
             stats_window_size, tensorboard_log, verbose, seed, device: as in SB3.
             ``policy_kwargs=dict(net_arch=[64, 64])`` sets the hidden widths (our
@@ -126,7 +124,6 @@ class GumbelAC(OffPolicyAlgorithm):
         temperature_anneal_steps: int = 50_000,
         rao_samples: int = 10,
         max_nonfinite_updates: int = 100,
-        update_impl: str = "auto",
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
@@ -177,7 +174,6 @@ class GumbelAC(OffPolicyAlgorithm):
         self.temperature_anneal_steps = temperature_anneal_steps
         self.rao_samples = rao_samples
         self.max_nonfinite_updates = max_nonfinite_updates
-        self.update_impl = update_impl
         if _init_setup_model:
             self._setup_model()
 
@@ -216,7 +212,6 @@ class GumbelAC(OffPolicyAlgorithm):
             temperature_anneal_steps=int(self.temperature_anneal_steps),
             rao_samples=int(self.rao_samples),
             max_nonfinite_updates=int(self.max_nonfinite_updates),
-            update_impl=getattr(self, "update_impl", "auto"),
             progress=False,
         )
         fields.update(overrides)
@@ -224,13 +219,9 @@ class GumbelAC(OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
-        # Imported here: trainer pulls in the native loop's modules, not needed to import us.
-        from gumbel_ac.trainer import build_estimator
-
         if self.n_steps != 1:
             raise ValueError("GumbelAC uses one-step expected-SARSA targets; n_steps must be 1")
         self._config = self.to_config()
-        self._estimator: EstimatorFn = build_estimator(self._config)
         self._lr_schedules: dict[str, Callable[[float], float]] = {
             "actor": FloatSchedule(self.actor_lr),
             "critic": FloatSchedule(self.critic_lr),
@@ -243,23 +234,41 @@ class GumbelAC(OffPolicyAlgorithm):
         self.policy_kwargs = {
             **user_kwargs,
             "alpha": float(self.alpha),
-            "autotune_alpha": bool(self.autotune_alpha),
             "target_entropy_ratio": float(self.target_entropy_ratio),
-            "actor_lr": _initial(self.actor_lr),
-            "critic_lr": _initial(self.critic_lr),
-            "alpha_lr": _initial(self.alpha_lr),
         }
         try:
             super()._setup_model()
         finally:
             self.policy_kwargs = user_kwargs
-        # After `.to(device)`: keep every .grad a view into the flat buffer (see the policy).
-        self.policy.build_optimizer()
-        self._nonfinite_streak = torch.zeros((), device=self.device)
+        # After SB3 moved the policy to its device: the learner's flat views are built there.
+        self.learner = Learner(
+            self.policy.agent,
+            estimator=make_estimator(self.estimator, rao_samples=int(self.rao_samples)),
+            actor_lr=_initial(self.actor_lr),
+            critic_lr=_initial(self.critic_lr),
+            alpha_lr=_initial(self.alpha_lr),
+            autotune_alpha=bool(self.autotune_alpha),
+            gamma=float(self.gamma),
+            target_update_rate=float(self.target_update_rate),
+            max_nonfinite_updates=int(self.max_nonfinite_updates),
+        )
+        # SB3 saves and restores "policy.optimizer" (``_get_torch_save_params``).
+        self.policy.optimizer = self.learner.optimizer  # type: ignore[assignment]
+
+    @property
+    def tau(self) -> float:
+        """SB3's name for the Polyak rate: ``target_update_rate`` (never the Gumbel temperature)."""
+        return float(self.target_update_rate)
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        # SB3's OffPolicyAlgorithm.__init__ assigns tau; it must equal target_update_rate.
+        if "target_update_rate" in self.__dict__ and float(value) != self.target_update_rate:
+            raise AttributeError("GumbelAC.tau mirrors target_update_rate; set target_update_rate instead")
 
     def _excluded_save_params(self) -> list[str]:
         # Rebuilt by _setup_model on load; the optimizer is saved as a state_dict below.
-        return [*super()._excluded_save_params(), "_config", "_estimator", "_lr_schedules", "_nonfinite_streak", "_fused_cache"]
+        return [*super()._excluded_save_params(), "_config", "_lr_schedules", "learner"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
@@ -273,9 +282,9 @@ class GumbelAC(OffPolicyAlgorithm):
         """Load the policy's and the optimizer's state (SB3's ``load`` calls this).
 
         Overridden because SB3's version passes ``strict=`` to anything that is not a
-        ``torch.optim.Optimizer``, and the core's optimizer is a
+        ``torch.optim.Optimizer``, and the learner's optimizer is a
         :class:`~gumbel_ac.optim.FlatAdam` (one flat buffer; its ``load_state_dict`` checks
-        shapes and groups itself).
+        shapes and groups itself). Both load in place, so the learner's flat views survive.
         """
         if isinstance(load_path_or_dict, dict):
             params = load_path_or_dict
@@ -294,43 +303,20 @@ class GumbelAC(OffPolicyAlgorithm):
             self.policy.optimizer.load_state_dict(params["policy.optimizer"])
 
     # ------------------------------------------------------------------ training
-    def _fused_update(self) -> FusedUpdate | None:
-        """The fused gumbel-st step where it applies (MlpPolicy; see ``update_impl``), else None.
-
-        ``train()`` runs once per env step with SB3's defaults, so the decision and the step
-        object are cached; they are rebuilt when the policy or its optimizer is replaced
-        (``load()``, ``set_parameters``).
-        """
-        impl = getattr(self, "update_impl", "auto")  # models saved before the option existed
-        key = (self.policy, self.policy.optimizer, impl, self.estimator)
-        cached = getattr(self, "_fused_cache", None)
-        if cached is not None and cached[0] == key:  # modules and optimizers compare by identity
-            return cached[1]
-        why_not = fused_unsupported(self.policy.agent, self.estimator)
-        if why_not is None and not self.policy.is_plain:
-            why_not = "it needs MlpPolicy (a features extractor with parameters is trained by autograd)"
-        if impl == "fused" and why_not:
-            raise ValueError(f"update_impl='fused' cannot be used: {why_not}; use update_impl='autograd'")
-        fused = None if impl == "autograd" or why_not else FusedUpdate(
-            self.policy.agent, self.policy.optimizer, self.policy.flat_grad
-        )
-        self._fused_cache = (key, fused)
-        return fused
-
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
-        """``gradient_steps`` gradient steps (:func:`gumbel_ac.losses.update` or the fused
-        gumbel-st step) on replay minibatches."""
+        """``gradient_steps`` calls of :meth:`Learner.step <gumbel_ac.learner.Learner.step>`
+        on replay minibatches; one device->host read for SB3's logger."""
         assert self.replay_buffer is not None
         self.policy.set_training_mode(True)
-        policy, agent = self.policy, self.policy.agent
-        fused = self._fused_update()
+        policy, learner = self.policy, self.learner
         lrs = {name: fn(self._current_progress_remaining) for name, fn in self._lr_schedules.items()}
-        for group in policy.optimizer.param_groups:
+        for group in learner.optimizer.param_groups:
             group["lr"] = lrs[group["name"]]
-        tau = self._config.temperature_at(self.num_timesteps)
+        learner.target_update_rate = float(self.target_update_rate)
+        temperature = self._config.temperature_at(self.num_timesteps)
 
         stats_sum = torch.zeros(len(UpdateStats.NAMES), device=self.device)
-        streak, max_streak = self._nonfinite_streak, torch.zeros((), device=self.device)
+        learner.reset_window()
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             if data.discounts is not None:
@@ -345,40 +331,19 @@ class GumbelAC(OffPolicyAlgorithm):
                 # transitions bootstrap, terminated ones do not (as the native trainer).
                 terminated_B=data.dones.reshape(n) > 0.5,
             )
-            options = dict(
-                gamma=self.gamma,
-                tau=tau,
-                target_update_rate=self.target_update_rate,
-                autotune_alpha=self.autotune_alpha,
-                generator=None,  # torch's global RNG, seeded by SB3's set_random_seed
-            )
-            if fused is not None:
-                stats = fused(batch, **options)
-            else:
-                stats = update(agent, policy.optimizer, policy.flat_grad, batch, self._estimator, **options)
-            packed = stats.as_tensor()
-            stats_sum += packed
-            streak = (streak + packed[-1]) * packed[-1]
-            max_streak = torch.maximum(max_streak, streak)
-        self._nonfinite_streak = streak
+            # generator=None: torch's global RNG, seeded by SB3's set_random_seed.
+            stats_sum += learner.step(batch, temperature=temperature, generator=None).as_tensor()
         self._n_updates += gradient_steps
 
         # One device->host read per train() call.
-        host = torch.cat([stats_sum / max(gradient_steps, 1), max_streak.reshape(1)]).cpu().tolist()
+        host = torch.cat([stats_sum / max(gradient_steps, 1), learner.max_nonfinite_streak.reshape(1)]).cpu().tolist()
         for key, value in zip(_SB3_STAT_KEYS, host[:-1]):
             self.logger.record(key, value)
-        self.logger.record("train/gumbel_temperature", tau)
+        self.logger.record("train/gumbel_temperature", temperature)
         for name, lr in lrs.items():
             self.logger.record(f"train/{name}_lr", lr)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        if host[-1] >= self.max_nonfinite_updates:
-            from gumbel_ac.trainer import TrainingError
-
-            raise TrainingError(
-                f"{int(host[-1])} consecutive updates had a non-finite loss or gradient (limit "
-                f"max_nonfinite_updates={self.max_nonfinite_updates}); lower the learning rates or "
-                "check the environment's rewards/observations"
-            )
+        learner.check_nonfinite(host[-1])
 
     def learn(
         self: SelfGumbelAC,

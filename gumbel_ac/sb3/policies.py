@@ -1,11 +1,11 @@
 """SB3 policies that hold a gumbel_ac :class:`~gumbel_ac.agent.Agent`.
 
 ``GumbelACPolicy`` is an SB3 ``BasePolicy`` whose networks *are* our agent's: the actor, the
-twin critic with its target copy and ``log_alpha`` live in ``policy.agent``, and the
-optimizer is the core's :func:`gumbel_ac.losses.make_optimizer` (one Adam with actor/critic/
-alpha groups whose ``.grad`` tensors are views into one flat buffer). The algorithm's
-``train()`` hands ``policy.agent`` to :func:`gumbel_ac.losses.update`: there is no second copy
-of the maths here, only the plumbing between SB3's observations and the agent's inputs.
+twin critic with its target copy and ``log_alpha`` live in ``policy.agent``. The algorithm
+builds a :class:`gumbel_ac.learner.Learner` over ``policy.agent`` and sets
+``policy.optimizer`` to the learner's optimizer (so SB3 saves and loads it); its ``train()``
+calls ``Learner.step``: there is no second copy of the maths here, only the plumbing between
+SB3's observations and the agent's inputs.
 
 Two input paths:
 
@@ -48,7 +48,6 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.distributions import ActionSpec
-from gumbel_ac.losses import make_optimizer
 from gumbel_ac.networks import Actor, TwinCritic
 
 
@@ -112,8 +111,8 @@ class GumbelACPolicy(BasePolicy):
     Args:
         observation_space: the env's observation space (Box or Discrete; images with CnnPolicy).
         action_space: ``Discrete`` or ``MultiDiscrete`` (factorised heads, as the core).
-        lr_schedule: SB3's learning-rate schedule; used for every group whose own rate
-            (``actor_lr``/``critic_lr``/``alpha_lr``) is not given.
+        lr_schedule: SB3's learning-rate schedule (unused: the algorithm's learner owns the
+            learning rates; SB3's policy constructor requires it).
         net_arch: hidden widths of the actor and of each critic (our ``Config.hidden_sizes``;
             default ``[64, 64]``).
         features_extractor_class: SB3 features extractor; ``FlattenExtractor`` (MlpPolicy)
@@ -122,17 +121,15 @@ class GumbelACPolicy(BasePolicy):
         normalize_images: divide image observations by 255 (SB3's ``preprocess_obs``).
         share_features_extractor: one extractor for actor and critic, trained by the critic
             loss only (see the module docstring); ignored by MlpPolicy.
-        alpha: initial entropy coefficient (0 disables the entropy bonus; needs
-            ``autotune_alpha=False``).
-        autotune_alpha: give ``log_alpha`` an optimizer group (SAC v2).
+        alpha: initial entropy coefficient (0 disables the entropy bonus; needs the
+            algorithm's ``autotune_alpha=False``).
         target_entropy_ratio: target entropy as a fraction of ``sum_h log(A_h)``.
-        actor_lr, critic_lr, alpha_lr: initial learning rates of the three Adam groups (the
-            algorithm sets them from its schedules before each ``train()``).
+
+    The learning rates and ``autotune_alpha`` belong to the algorithm's learner.
     """
 
     agent: Agent
     optimizer: torch.optim.Optimizer
-    flat_grad: torch.Tensor
 
     def __init__(
         self,
@@ -145,11 +142,7 @@ class GumbelACPolicy(BasePolicy):
         normalize_images: bool = True,
         share_features_extractor: bool = True,
         alpha: float = 0.05,
-        autotune_alpha: bool = True,
         target_entropy_ratio: float = 0.1,
-        actor_lr: float | None = None,
-        critic_lr: float | None = None,
-        alpha_lr: float | None = None,
     ) -> None:
         super().__init__(
             observation_space,
@@ -169,12 +162,7 @@ class GumbelACPolicy(BasePolicy):
         self.net_arch = [int(w) for w in net_arch]
         self.share_features_extractor = share_features_extractor
         self.alpha_init = float(alpha)
-        self.autotune_alpha = bool(autotune_alpha)
         self.target_entropy_ratio = float(target_entropy_ratio)
-        initial = float(lr_schedule(1.0))
-        self.actor_lr = initial if actor_lr is None else float(actor_lr)
-        self.critic_lr = initial if critic_lr is None else float(critic_lr)
-        self.alpha_lr = initial if alpha_lr is None else float(alpha_lr)
         self.spec = ActionSpec.from_space(action_space)
         self._build()
 
@@ -209,23 +197,6 @@ class GumbelACPolicy(BasePolicy):
             agent.critic_target = copy.deepcopy(agent.critic)
             agent.critic_target.requires_grad_(False)
         self.agent = agent
-        self.build_optimizer()
-
-    def build_optimizer(self) -> None:
-        """(Re)build the core's optimizer and flat gradient buffer.
-
-        Call after moving the policy to another device: ``.to()`` would give the parameters'
-        ``.grad`` new storage and break the "every .grad is a view into ``flat_grad``"
-        invariant that :func:`gumbel_ac.losses.update` relies on. The algorithm does this in
-        ``_setup_model`` (a fresh optimizer; ``load`` restores its state afterwards).
-        """
-        self.optimizer, self.flat_grad = make_optimizer(
-            self.agent,
-            actor_lr=self.actor_lr,
-            critic_lr=self.critic_lr,
-            alpha_lr=self.alpha_lr,
-            autotune_alpha=self.autotune_alpha,
-        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -237,11 +208,7 @@ class GumbelACPolicy(BasePolicy):
                 features_extractor_kwargs=self.features_extractor_kwargs,
                 share_features_extractor=self.share_features_extractor,
                 alpha=self.alpha_init,
-                autotune_alpha=self.autotune_alpha,
                 target_entropy_ratio=self.target_entropy_ratio,
-                actor_lr=self.actor_lr,
-                critic_lr=self.critic_lr,
-                alpha_lr=self.alpha_lr,
             )
         )
         return data
@@ -295,11 +262,7 @@ class CnnPolicy(GumbelACPolicy):
         normalize_images: bool = True,
         share_features_extractor: bool = True,
         alpha: float = 0.05,
-        autotune_alpha: bool = True,
         target_entropy_ratio: float = 0.1,
-        actor_lr: float | None = None,
-        critic_lr: float | None = None,
-        alpha_lr: float | None = None,
     ) -> None:
         super().__init__(
             observation_space,
@@ -311,11 +274,7 @@ class CnnPolicy(GumbelACPolicy):
             normalize_images=normalize_images,
             share_features_extractor=share_features_extractor,
             alpha=alpha,
-            autotune_alpha=autotune_alpha,
             target_entropy_ratio=target_entropy_ratio,
-            actor_lr=actor_lr,
-            critic_lr=critic_lr,
-            alpha_lr=alpha_lr,
         )
 
 
