@@ -218,7 +218,7 @@ def config_matches(saved: dict[str, Any], config: Any) -> bool:
     not only those this script sets, so that a change of a library default (which would change
     the run) is not mistaken for the same run.
     """
-    current = dataclasses.replace(config).resolve_auto().to_dict()
+    current = config.resolve_auto().to_dict()
     if set(saved) - set(current):
         return False
     defaults = {f.name: f for f in dataclasses.fields(config)}

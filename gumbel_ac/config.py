@@ -248,27 +248,41 @@ class Config:
         return self.env_kwargs_dict() if self.eval_env in (None, self.env) else {}
 
     def resolve_auto(self) -> "Config":
-        """Fill the fields whose 0 means "auto" from num_envs (in place; returns self).
+        """A copy with the fields whose 0 means "auto" filled in from num_envs; self is unchanged.
 
         Why these rules: with many envs each vector step adds num_envs transitions, so a
         fixed batch of 128 would use a vanishing fraction of the data per update; a batch of
         about one vector step keeps the replay ratio near updates_per_step / 1 per
         transition-batch. Measured on CartPole (README, "Large populations").
         """
-        if self.batch_size == 0:
-            self.batch_size = 128 if self.num_envs <= 128 else min(4096, self.num_envs)
-        if self.buffer_size == 0:
-            self.buffer_size = max(100_000, 64 * self.num_envs)
-        return self
+        batch_size, buffer_size = self.batch_size, self.buffer_size
+        if batch_size == 0:
+            batch_size = 128 if self.num_envs <= 128 else min(4096, self.num_envs)
+        if buffer_size == 0:
+            buffer_size = max(100_000, 64 * self.num_envs)
+        return dataclasses.replace(self, batch_size=batch_size, buffer_size=buffer_size)
 
     def validate(self) -> "Config":
-        """Check every field; raise one ConfigError naming the field and the fix."""
+        """Check every field and return a resolved copy; raise one ConfigError naming the field and the fix.
+
+        The caller's object is left unchanged: use the returned config (``config =
+        config.validate()``), whose "auto" fields (batch_size, buffer_size) are filled in
+        (:meth:`resolve_auto`). Why a copy: validating used to fill those fields in place, so a
+        config validated once and then edited (``num_envs``) silently kept sizes resolved for
+        the old value, and whether a caller saw resolved values depended on who validated first.
+        """
+        self._check_types()  # first: resolve_auto compares num_envs
+        resolved = self.resolve_auto()
+        resolved._check_values()
+        return resolved
+
+    def _check_values(self) -> None:
+        """Every check but the types, on a config whose "auto" sizes are resolved."""
 
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ConfigError(msg)
 
-        self._check_types()
         self.env_kwargs_dict()  # raises ConfigError on bad JSON
         need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
         # numpy seeds must fit in 32 bits; derived seeds add offsets (eval envs, ranks, seeds).
@@ -290,7 +304,6 @@ class Config:
             return float(value)
 
         need(isinstance(self.env, str) and bool(self.env), "env must be a non-empty env id")
-        self.resolve_auto()
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "updates_per_step"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "log_every", "checkpoint_every"):
@@ -374,7 +387,6 @@ class Config:
                     check(self.estimator, tau=tau, rao_samples=self.rao_samples)
                 except ValueError as exc:
                     raise ConfigError(str(exc)) from None
-        return self
 
     def _check_types(self) -> None:
         """Each field holds a value of its annotated type (the Python API takes anything).

@@ -74,8 +74,7 @@ def test_deepsea_task_is_one_shared_mapping() -> None:
     import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ ids)
 
     spec = ce.RunSpec("deepsea", "gumbel-st", 0.6, 3, 1000)
-    config = ce.make_config(spec, Path("unused"))
-    config.validate()
+    config = ce.make_config(spec, Path("unused")).validate()
     assert config.env == "gumbel_ac/DeepSea-v0"
     assert config.env_kwargs_dict() == {"size": ce.DEEPSEA_SIZE}
     assert config.eval_env_kwargs() == {"size": ce.DEEPSEA_SIZE}  # evaluation sees the same task

@@ -8,18 +8,19 @@ memory); the run is tiny (a few hundred env steps, no progress bar, a temp runs 
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
 from gumbel_ac.trainer import train
-
-pytest.importorskip("gumbel_ac.envs")
 
 nan, inf = math.nan, math.inf
 
@@ -66,12 +67,16 @@ WRONG_TYPES: dict[str, Any] = {"total_steps": "300", "gamma": "0.9", "hidden_siz
                                "progress": 1, "num_envs": 2.0, "autotune_alpha": "yes", "alpha": None}
 
 
+#: A small valid config (a few hundred env steps) that each drawn config starts from.
+BASE_FIELDS: dict[str, Any] = dict(total_steps=100, num_envs=4, learning_starts=16, batch_size=16, buffer_size=1000,
+                                   hidden_sizes=(16,), eval_every=0, final_eval_episodes=1, eval_episodes=1,
+                                   log_every=50, checkpoint_every=0)
+
+
 @st.composite
 def configs(draw: st.DrawFn) -> dict[str, Any]:
     """A config dict: each field kept at a small valid value or, with some probability, drawn wild."""
-    out: dict[str, Any] = dict(total_steps=100, num_envs=4, learning_starts=16, batch_size=16, buffer_size=1000,
-                               hidden_sizes=(16,), eval_every=0, final_eval_episodes=1, eval_episodes=1,
-                               log_every=50, checkpoint_every=0)
+    out: dict[str, Any] = dict(BASE_FIELDS)
     for name in draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=6, unique=True)):
         out[name] = draw(FIELDS[name])
     if draw(st.integers(0, 9)) == 0:
@@ -80,23 +85,40 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-OUTCOMES = {"trained": 0, "config_error": 0}
+@pytest.fixture
+def outcomes() -> dict[str, int]:
+    """This test's own tally of how each example ended (no state shared between tests)."""
+    return {"trained": 0, "config_error": 0}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
-@given(fields=configs())
-def test_every_config_trains_or_fails_at_start(tmp_path: Path, fields: dict[str, Any]) -> None:
-    cfg = Config(**{"progress": False, **fields}, runs_dir=str(tmp_path), run_name="p")
-    try:
-        train(cfg)
-    except ConfigError as exc:
-        assert str(exc), fields
-        OUTCOMES["config_error"] += 1
-        return
-    OUTCOMES["trained"] += 1
-    # It trained: the run folder is complete.
-    assert (tmp_path / "p" / "metrics.jsonl").is_file(), fields
+def test_every_config_trains_or_fails_at_start(tmp_path: Path, outcomes: dict[str, int]) -> None:
+    """Each drawn config trains or raises ConfigError; both outcomes are exercised.
+
+    The two explicit examples (always run first by Hypothesis) guarantee one config that
+    trains and one that is refused, so the closing assertion holds whatever is drawn -- it
+    fails only if a valid config stops training or an invalid one stops being refused.
+    """
+    run_ids = itertools.count()
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @example(fields=dict(BASE_FIELDS))  # must train
+    @example(fields={**BASE_FIELDS, "gamma": nan})  # must be refused
+    @given(fields=configs())
+    def check(fields: dict[str, Any]) -> None:
+        run_name = f"p{next(run_ids)}"  # a fresh run folder per example
+        cfg = Config(**{"progress": False, **fields}, runs_dir=str(tmp_path), run_name=run_name)
+        try:
+            train(cfg)
+        except ConfigError as exc:
+            assert str(exc), fields
+            outcomes["config_error"] += 1
+            return
+        outcomes["trained"] += 1
+        # It trained: the run folder is complete.
+        assert (tmp_path / run_name / "metrics.jsonl").is_file(), fields
+
+    check()
+    assert outcomes["trained"] > 0 and outcomes["config_error"] > 0, outcomes
 
 
 def test_wrong_types_name_the_field() -> None:
@@ -128,8 +150,30 @@ def test_merge_resume_config_rules() -> None:
         merge_resume_config(saved, Config(gamma=0.5, resume="x"))
 
 
-def test_property_test_exercised_both_outcomes() -> None:
-    """Runs after the property test (file order): both outcomes must have occurred."""
-    if sum(OUTCOMES.values()) == 0:
-        pytest.skip("run together with test_every_config_trains_or_fails_at_start")
-    assert OUTCOMES["trained"] > 0 and OUTCOMES["config_error"] > 0, OUTCOMES
+def test_validate_returns_a_resolved_copy_and_leaves_the_caller_unchanged() -> None:
+    given = Config(num_envs=256, batch_size=0, buffer_size=0)
+    before = dataclasses.asdict(given)
+    resolved = given.validate()
+    assert dataclasses.asdict(given) == before  # nothing filled in on the caller's object
+    assert resolved is not given
+    assert resolved.batch_size == 256 and resolved.buffer_size == 100_000  # "auto" resolved
+    assert dataclasses.asdict(resolved) == {**before, "batch_size": 256, "buffer_size": 100_000}
+    # Editing the caller's config afterwards and validating again resolves for the new value.
+    given.num_envs = 4096
+    assert given.validate().buffer_size == 64 * 4096
+
+
+def test_validate_keeps_explicit_sizes_and_resolve_auto_copies() -> None:
+    given = Config(batch_size=32, buffer_size=5000)
+    assert (given.validate().batch_size, given.validate().buffer_size) == (32, 5000)
+    auto = Config(num_envs=8)
+    resolved = auto.resolve_auto()
+    assert (auto.batch_size, auto.buffer_size) == (0, 0)
+    assert (resolved.batch_size, resolved.buffer_size) == (128, 100_000)
+
+
+def test_failed_validate_leaves_the_caller_unchanged() -> None:
+    given = Config(batch_size=0, buffer_size=0, gamma=2.0)
+    with pytest.raises(ConfigError, match="gamma"):
+        given.validate()
+    assert (given.batch_size, given.buffer_size) == (0, 0)
