@@ -116,18 +116,32 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _kill_and_resume(tmp_path: Path, reference: Path, seed: int, kills: int) -> list[int]:
     """Kill -9 ``train.py`` ``kills`` times at seeded random moments after its first
-    checkpoint, resuming each time; then let it finish. Returns the steps resumed from."""
+    checkpoint, resuming each time; then let it finish. Returns the steps resumed from.
+
+    Every kill must hit a live process that had not finished: the process must die of SIGKILL
+    (exit status -9, not 0 from a run that ended first) with its newest checkpoint short of the
+    total, and each kill must come after a new checkpoint (so every resume starts later).
+    Otherwise the test would pass without testing a crash at all.
+    """
     rng = random.Random(seed)
     run = tmp_path / "run"
-    first = _flags({**BASE, "total_steps": 9600, "runs_dir": tmp_path, "run_name": "run"})
-    resumed_at = []
+    total = 9600
+    first = _flags({**BASE, "total_steps": total, "runs_dir": tmp_path, "run_name": "run"})
+    resumed_at: list[int] = []
     proc = _popen(first)
-    for _ in range(kills):
-        if _wait_for_checkpoint(run, proc, after=resumed_at[-1] if resumed_at else -1):
-            time.sleep(rng.uniform(0.0, 0.5))
+    for k in range(kills):
+        alive = _wait_for_checkpoint(run, proc, after=resumed_at[-1] if resumed_at else -1)
+        assert alive, f"kill {k + 1}/{kills}: train.py ended before a new checkpoint: {proc.communicate()[1]}"
+        time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        resumed_at.append(_newest_step(run))
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, (
+            f"kill {k + 1}/{kills} did not hit a running train.py (exit status {proc.returncode}): {err}"
+        )
+        step = _newest_step(run)
+        assert step < total, f"kill {k + 1}/{kills} came after the final checkpoint (step {step})"
+        assert not resumed_at or step > resumed_at[-1], (resumed_at, step)
+        resumed_at.append(step)
         proc = _popen(["--resume", str(run)])
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
