@@ -33,7 +33,8 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -99,7 +100,7 @@ def make_step(impl: str, batch_size: int, device: torch.device, compiled_loss: A
             return step
         if impl == "fused":
             raise RuntimeError("the fused update does not run with the Learner API")
-        step = lambda: learner.step(batch, temperature=TAU, generator=gen)  # noqa: E731
+        step = lambda: learner.step(batch, temperature=TAU, generator=gen)
         return _plain(step) if impl == "autograd" else step
     optimizer, flat_grad = losses.make_optimizer(agent, actor_lr=LR, critic_lr=LR, alpha_lr=LR, autotune_alpha=True)  # type: ignore[attr-defined]
     options = dict(gamma=GAMMA, tau=TAU, target_update_rate=RATE, autotune_alpha=True, generator=gen)
@@ -116,7 +117,7 @@ def make_step(impl: str, batch_size: int, device: torch.device, compiled_loss: A
                 total.backward()
                 return losses.apply_gradient(agent, optimizer, flat_grad, total, RATE, None)  # type: ignore[attr-defined]
         return step_old
-    step = lambda: losses.update(agent, optimizer, flat_grad, batch, estimator, **options)  # type: ignore[attr-defined]  # noqa: E731
+    step = lambda: losses.update(agent, optimizer, flat_grad, batch, estimator, **options)  # type: ignore[attr-defined]
     return _plain(step) if impl == "autograd" else step
 
 
@@ -143,7 +144,7 @@ def time_compile(batch_size: int, device: torch.device, sync: Callable[[], None]
     cache = tempfile.mkdtemp(prefix="inductor_cache_")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
     try:
-        import torch._dynamo  # noqa: F401
+        import torch._dynamo
 
         seconds = []
         step: Callable[[], object] | None = None

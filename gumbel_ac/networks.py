@@ -25,11 +25,11 @@ plain ops (it is evaluated without gradient).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from gumbel_ac import mlp_op
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -152,9 +152,8 @@ def test_no_grad_runs_forward_only() -> None:
 
 
 def test_disabled_restores_on_error() -> None:
-    with pytest.raises(RuntimeError):
-        with mlp_op.disabled():
-            raise RuntimeError
+    with pytest.raises(RuntimeError), mlp_op.disabled():
+        raise RuntimeError
     assert mlp_op.is_enabled()
 
 
