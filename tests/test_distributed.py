@@ -1,8 +1,8 @@
-"""Data-parallel training (issue 7): CPU, gloo, two ranks.
+"""Data-parallel training: CPU, gloo, two ranks.
 
 - one all-reduced step of two ranks on two half batches equals one single-process step on
   the concatenated batch (gradient and parameters, float tolerance), and the two ranks end
-  bit-identical (tested at the ``losses.update`` level with two in-process gloo ranks);
+  bit-identical (tested at the ``Learner.step`` level with two in-process gloo ranks);
 - ``torchrun --nproc_per_node=2 train.py``: after N updates every rank holds the same
   parameters, Adam moments and target critic bit for bit; rank 0 alone writes the run
   folder and its checkpoint loads like a single-process one; resume works;
@@ -28,11 +28,11 @@ from safetensors.torch import load_file
 
 from gumbel_ac.agent import make_agent
 from gumbel_ac.checkpoint import list_checkpoints, load_run
-from gumbel_ac.distributed import DUMP_ENV, FAULT_ENV, make_grad_hook
+from gumbel_ac.distributed import make_grad_hook
 from gumbel_ac.distributions import ActionSpec
-from gumbel_ac.estimators import get_estimator
+from gumbel_ac.learner import Learner, make_estimator
 from gumbel_ac.logger import read_metrics
-from gumbel_ac.losses import Batch, make_optimizer, update
+from gumbel_ac.losses import Batch
 
 import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 
@@ -62,12 +62,12 @@ def _one_step(batch: Batch, grad_hook: Any = None) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     agent = make_agent(obs_dim=OBS_DIM, spec=ActionSpec.from_space(gym.spaces.Discrete(ACTIONS)),
                        hidden_sizes=(32, 32), alpha=0.1, target_entropy_ratio=0.3)
-    optimizer, flat_grad = make_optimizer(agent, actor_lr=1e-3, critic_lr=3e-3, alpha_lr=3e-3, autotune_alpha=True)
     # "exact" draws no noise: the split and the concatenated batch see the same maths.
-    update(agent, optimizer, flat_grad, batch, get_estimator("exact"), gamma=0.99, tau=1.0,
-           target_update_rate=0.2, autotune_alpha=True, generator=None, grad_hook=grad_hook)
-    return {"param": optimizer.flat_param.clone(), "grad": flat_grad.clone(),
-            "target": agent.flat_critic_target.clone(), "log_alpha": agent.log_alpha.detach().reshape(1).clone()}
+    learner = Learner(agent, estimator=make_estimator("exact"), actor_lr=1e-3, critic_lr=3e-3, alpha_lr=3e-3,
+                      autotune_alpha=True, gamma=0.99, target_update_rate=0.2, grad_hook=grad_hook)
+    learner.step(batch, temperature=1.0, generator=None)
+    return {"param": learner.flat_param.clone(), "grad": learner.flat_grad.clone(),
+            "target": learner.flat_critic_target.clone(), "log_alpha": agent.log_alpha.detach().reshape(1).clone()}
 
 
 def _rank_worker(rank: int, store_path: str, out_dir: str) -> None:
@@ -116,11 +116,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _torchrun(args: list[str], extra_env: dict[str, str], timeout: float) -> tuple[int, str, float]:
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **extra_env)
+def _torchrun(args: list[str], hooks: list[str], timeout: float) -> tuple[int, str, float]:
+    """``torchrun`` of train.py's main through tests/dist_launch.py, which installs the test-only
+    ``hooks`` (``--dump DIR``, ``--fault RANK:UPDATE:MODE``) from outside the package."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
            f"--rdzv-endpoint=localhost:{_free_port()}", "--nnodes=1", "--monitor-interval=0.5",
-           str(ROOT / "train.py"), *args]
+           str(ROOT / "tests" / "dist_launch.py"), *hooks, "--", *args]
     tic = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - tic
@@ -133,7 +135,7 @@ def _dumps(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
 def test_torchrun_ranks_stay_bit_identical_and_resume(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
     rc, out, _ = _torchrun([*RUN_FLAGS, "--total-steps", "640", "--runs-dir", str(tmp_path), "--run-name", "d"],
-                           {DUMP_ENV: str(dump)}, timeout=120)
+                           ["--dump", str(dump)], timeout=120)
     assert rc == 0, out
     r0, r1 = _dumps(dump)
     assert set(r0) == {"flat_param", "flat_critic_target", "log_alpha", "exp_avg", "exp_avg_sq"}
@@ -151,7 +153,7 @@ def test_torchrun_ranks_stay_bit_identical_and_resume(tmp_path: Path) -> None:
                        r0["flat_param"][: sum(p.numel() for p in loaded.agent.actor.parameters())])
 
     # Resume with a longer budget: rank 0 restores its state, rank 1 re-seeds; still identical.
-    rc, out, _ = _torchrun(["--resume", str(tmp_path / "d"), "--total-steps", "960"], {DUMP_ENV: str(dump)},
+    rc, out, _ = _torchrun(["--resume", str(tmp_path / "d"), "--total-steps", "960"], ["--dump", str(dump)],
                            timeout=120)
     assert rc == 0, out
     s0, s1 = _dumps(dump)
@@ -167,7 +169,7 @@ def test_failing_rank_makes_torchrun_exit_nonzero_in_bounded_time(tmp_path: Path
     rc, out, seconds = _torchrun(
         [*RUN_FLAGS, "--total-steps", "100000", "--runs-dir", str(tmp_path), "--run-name", "f",
          "--dist-timeout-s", "5"],
-        {FAULT_ENV: f"1:3:{mode}"}, timeout=90,
+        ["--fault", f"1:3:{mode}"], timeout=90,
     )
     assert rc != 0, out
     assert seconds < 60, f"took {seconds:.0f} s"

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from gumbel_ac import checkpoint as ckpt_mod
+from gumbel_ac.buffer import ReplayBuffer
 from gumbel_ac.checkpoint import CheckpointError, list_checkpoints, load_run
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.logger import read_metrics, without_wall_clock
@@ -252,7 +253,7 @@ def test_gymnasium_env_resume_reseeds_and_completes(tmp_path: Path) -> None:
 def test_resume_without_saved_replay(tmp_path: Path) -> None:
     train(Config(**{**BASE, "total_steps": 800}, save_replay=False, runs_dir=str(tmp_path), run_name="n"))
     meta = json.loads((list_checkpoints(tmp_path / "n")[-1] / "meta.json").read_text())
-    assert meta["training"]["replay"]["mode"] == "none"
+    assert meta["training"]["state"]["replay"] == {"mode": "none", "size": 0, "pos": 0}
     train(resume_config(tmp_path / "n", total_steps=1600))
     _assert_contiguous(read_metrics(tmp_path / "n" / "metrics.jsonl"), 1600, BASE["log_every"])
 
@@ -289,3 +290,42 @@ def test_unwritable_run_dir_is_a_clear_error_before_training(tmp_path: Path) -> 
         ro.mkdir(mode=0o500)
         with pytest.raises(ConfigError, match="not writable"):
             train(Config(**{**BASE, "total_steps": 400}, runs_dir=str(ro), run_name="x"))
+
+
+def test_training_state_of_an_older_format_is_refused_clearly(tmp_path: Path) -> None:
+    train(Config(**{**BASE, "total_steps": 400}, runs_dir=str(tmp_path), run_name="old"))
+    ckpt = list_checkpoints(tmp_path / "old")[-1]
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["training"]["version"] = 1  # what gumbel_ac wrote before the one-state-tree format
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"training state version 1 cannot be resumed.*eval\.py"):
+        train(resume_config(tmp_path / "old", total_steps=800))
+    assert load_run(ckpt).step == 400  # the weights still load for evaluation
+
+
+def test_replay_state_exact_ring_newest_rows_and_refusals() -> None:
+    def filled(capacity: int, adds: int) -> ReplayBuffer:
+        buf = ReplayBuffer(capacity, obs_dim=1, num_heads=1, device="cpu")
+        for start in range(0, adds, 3):
+            obs = torch.arange(start, start + 3, dtype=torch.float32).unsqueeze(-1)
+            buf.add(obs, torch.zeros(3, 1, dtype=torch.long), obs.squeeze(-1), obs + 1, torch.zeros(3, dtype=torch.bool))
+        return buf
+
+    buf = filled(5, 9)  # 9 rows into 5 slots: the ring has wrapped (pos 4)
+    state = buf.state_dict()
+    assert state["mode"] == "exact" and state["pos"] == buf.pos and state["size"] == 5
+    other = ReplayBuffer(5, obs_dim=1, num_heads=1, device="cpu")
+    other.load_state_dict(state)
+    assert torch.equal(other.obs_CD, buf.obs_CD) and other.pos == buf.pos and len(other) == 5
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(other.sample(32, g1).obs_BD, buf.sample(32, g2).obs_BD)  # same ring: same samples
+    buf.save_cap = 2
+    newest = buf.state_dict()
+    assert newest["mode"] == "newest" and newest["obs"].squeeze(-1).tolist() == [7.0, 8.0]  # oldest first
+    buf.save_cap = 0
+    assert buf.state_dict() == {"mode": "none", "size": 0, "pos": 0}
+    for bad in ({**state, "pos": 7}, {**state, "size": 6}, {**state, "obs": state["obs"][:3]},
+                {**state, "mode": "all"}, {**state, "extra": torch.zeros(1)}):
+        with pytest.raises(ValueError, match="replay"):
+            other.load_state_dict(bad)
+    assert torch.equal(other.obs_CD, buf.obs_CD) and len(other) == 5  # refused states changed nothing
