@@ -3,7 +3,7 @@
 Every bad input must end with exit status 2 and exactly one ``error: ...`` line on stderr (no
 traceback). These run ``main`` in this interpreter (the ``script_main`` fixture, conftest.py):
 a subprocess per case would spend ~1 s importing torch each time. The subprocess smoke test of
-each script is the train -> eval round trip in tests/test_core.py.
+each script is the train -> eval round trip at the end of this file.
 
 Checkpoints here are written by ``save_checkpoint`` from an untrained agent: the eval paths
 only need a valid run folder, not a trained policy.
@@ -11,6 +11,9 @@ only need a valid run folder, not a trained policy.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +26,7 @@ from gumbel_ac.config import Config
 from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.vector import describe_spaces, make_env
 
+ROOT = Path(__file__).resolve().parents[1]
 Main = Callable[[list[str]], int]
 
 
@@ -155,3 +159,31 @@ def test_error_line_names_only_the_problem(script_main: Callable[[str], Main], t
     line = error_of(main, ["--actor-lr", "-0.1", "--runs-dir", str(tmp_path), "--run-name", "x"], capsys)
     assert "Traceback" not in line
     assert not (tmp_path / "x" / "metrics.jsonl").exists()
+
+
+# ----------------------------------------------------------------------------- smoke, as scripts
+
+
+def test_scripts_round_trip_in_subprocesses(tmp_path: Path) -> None:
+    """The one subprocess test of each script: ``python train.py`` (with offline wandb) writes a
+    run, ``python eval.py`` evaluates it and renders a GIF. Catches what in-process calls cannot:
+    the ``__main__`` guard, the exit status reaching the shell, imports from a bare interpreter."""
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT))
+
+    def script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    proc = script(str(ROOT / "train.py"), "--total-steps", "600", "--learning-starts", "200", "--eval-every", "0",
+                  "--final-eval-episodes", "2", "--no-progress", "--runs-dir", str(tmp_path), "--run-name", "cli",
+                  "--track")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cli" / "wandb").is_dir()  # offline wandb run written, no network needed
+    gif = tmp_path / "ep.gif"
+    ok = script(str(ROOT / "eval.py"), str(tmp_path / "cli"), "--episodes", "3", "--seed", "1", "--stochastic",
+                "--gif", str(gif))
+    assert ok.returncode == 0, ok.stderr
+    assert "over 3 stochastic episodes" in ok.stdout and "±" in ok.stdout
+    assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    bad = script(str(ROOT / "eval.py"), str(tmp_path / "missing"))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
