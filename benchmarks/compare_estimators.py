@@ -157,9 +157,6 @@ def make_config(spec: RunSpec, runs_dir: Path) -> Any:
         total_steps=spec.total_steps,
         device="cpu",
         num_threads=1,
-        # Every estimator through the same (autograd) code path; the fused gumbel-st update is
-        # the same maths to rounding (tests/test_fused.py) but a different sequence of kernels.
-        update_impl="autograd",
         eval_every=task.eval_every,
         eval_episodes=task.eval_episodes,
         final_eval_episodes=max(task.eval_episodes, 10),

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 
+#: Fields that older versions wrote into config.json and that no longer exist; a saved
+#: config holding them still loads (eval.py on an old run), the value is ignored.
+#: ``update_impl``: chose a hand-written gumbel-st update, replaced by the one update path
+#: of :class:`gumbel_ac.learner.Learner`.
+RETIRED_FIELDS = frozenset({"update_impl"})
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the fix."""
 
@@ -186,11 +193,6 @@ class Config:
     """Use deterministic CUDA kernels (torch.use_deterministic_algorithms + a fixed cuBLAS
     workspace): same seed -> same numbers on the same GPU and software, at some speed cost.
     CPU runs are deterministic without it."""
-    update_impl: Literal["auto", "autograd", "fused"] = "auto"
-    """How the gradient step is computed: autograd (gumbel_ac/losses.py, every estimator) or
-    fused (gumbel_ac/fused.py: gumbel-st with one action head, a hand-written backward checked
-    against autograd's gradient in tests/test_fused.py; ~1.5x faster per update on a CPU).
-    auto = fused where it applies."""
     cuda_graphs: bool = False
     """On CUDA: capture the update phase (replay sampling, losses, backward, Adam, Polyak) in a
     CUDA graph after 3 eager warm-up updates and replay it each iteration -- one launch instead
@@ -219,6 +221,7 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
         names = {f.name: f for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")

@@ -2,8 +2,8 @@
 
 The twin critic keeps both Q-networks' weights stacked on a leading axis of size 2 and runs
 them with batched matmuls: one op per layer for both critics instead of two. The update is
-per-op overhead bound at these sizes (issue 4: ~110 small ops per gradient step cost
-2.2 ms), so fewer, larger ops is the lever.
+per-op overhead bound at these sizes (a gradient step is a few hundred small ops; see
+benchmarks/update_cost.py), so fewer, larger ops is the lever.
 
 The critic's first layer is split into an observation part and an action part,
 ``h1 = obs @ W_s + a @ W_a + b``. Because it is linear in the action, ``Q(s, a)`` for *every*
@@ -14,24 +14,16 @@ critic first learns V(s), then action differences).
 
 Shape legend: ``B`` batch, ``D`` observation features, ``K`` concatenated action logits,
 ``J`` joint actions, ``W`` hidden width, ``2`` the twin axis.
-
-``Actor.forward`` and ``TwinCritic.forward`` run through :mod:`gumbel_ac.mlp_op` (one
-autograd node per network call, hand-written backward) while ``mlp_op.is_enabled()``, the
-default; ``with mlp_op.disabled():`` runs the plain autograd forward below instead (same
-parameters, same values to rounding -- tests/test_mlp_op.py). ``all_actions`` always runs
-plain ops (it is evaluated without gradient).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from torch import nn
-
-from gumbel_ac import mlp_op
 
 
 def _init_linear_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:
@@ -56,13 +48,7 @@ class Actor(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs_BD: torch.Tensor) -> torch.Tensor:
-        if mlp_op.is_enabled():
-            return mlp_op.mlp(obs_BD, self._linear_params())
         return self.net(obs_BD)
-
-    def _linear_params(self) -> list[torch.Tensor]:
-        """``[W_0, b_0, W_1, b_1, ...]`` of the ``nn.Linear`` layers (``nn.Linear`` layout)."""
-        return [t for m in self.net if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
 
 
 class TwinCritic(nn.Module):
@@ -110,8 +96,6 @@ class TwinCritic(nn.Module):
     def forward(self, obs_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """``Q_i(s, a)`` for both critics: ``[2, B]``."""
         params = self._params(detach_params)
-        if mlp_op.is_enabled():
-            return mlp_op.twin_mlp(obs_BD, action_BK.to(obs_BD.dtype), params)
         w_obs, w_act, b_in = params[0], params[1], params[2]
         x = torch.cat([obs_BD, action_BK.to(obs_BD.dtype)], dim=-1).expand(2, -1, -1)
         h = F.relu(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)))

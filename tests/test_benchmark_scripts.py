@@ -22,12 +22,12 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
-def test_update_cost_reports_both_implementations_and_their_ratio() -> None:
+def test_update_cost_reports_the_learner_step() -> None:
+    # Without --compile (its cold compile alone takes 10-30 s here): the default step's row.
     out = _run("benchmarks/update_cost.py", "--batch-sizes", "8", "--blocks", "1", "--steps", "2")
-    row = re.search(r"^\| 8 \| (\d+) \| (\d+) \| ([\d.]+)x \|$", out, re.MULTILINE)
-    assert row is not None, out
-    autograd, fused, ratio = int(row.group(1)), int(row.group(2)), float(row.group(3))
-    assert autograd > 0 and fused > 0 and abs(ratio - autograd / fused) < 0.05 * ratio + 0.01
+    assert "cpu capability" in out
+    row = re.search(r"^\| 8 \| (\d+) \|$", out, re.MULTILINE)
+    assert row is not None and int(row.group(1)) > 0, out
 
 
 def test_solve_time_throughput_mode_runs_ours() -> None:

@@ -12,6 +12,8 @@ too.
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -93,19 +95,17 @@ def test_no_device_syncs_in_the_loop_cuda(tmp_path: Path, estimator: str) -> Non
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_debug_syncs_catches_a_sync_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard is not blind: an ``.item()`` planted in the update raises, and the mode is reset."""
-    import gumbel_ac.trainer as trainer_mod
+    from gumbel_ac.learner import Learner
 
-    original = trainer_mod.update
+    original = Learner.step
 
-    def leaky_update(*args: Any, **kwargs: Any) -> Any:
-        stats = original(*args, **kwargs)
+    def leaky_step(self: Learner, *args: Any, **kwargs: Any) -> Any:
+        stats = original(self, *args, **kwargs)
         stats.critic_loss.item()
         return stats
 
-    monkeypatch.setattr(trainer_mod, "update", leaky_update)
-    config = _config(tmp_path, 64 * 20, "cuda", "gumbel-st")
-    config.update_impl = "autograd"  # the planted read sits in the autograd update
-    config.debug_syncs = True
+    monkeypatch.setattr(Learner, "step", leaky_step)
+    config = dataclasses.replace(_config(tmp_path, 64 * 20, "cuda", "gumbel-st"), debug_syncs=True)
     with pytest.raises(RuntimeError, match="synchroniz"):
         train(config)
     assert torch.cuda.get_sync_debug_mode() == 0
