@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from gumbel_ac.config import Config, ConfigError
+from gumbel_ac.seeding import derive_seed
 from gumbel_ac.vector import resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,7 +122,7 @@ class DistContext:
     def resume_seed(self, seed: int, step: int) -> int:
         """Seed of a rank > 0 on resume: checkpoints hold rank 0's state only, so the other
         ranks re-seed deterministically from (seed, rank, step) (docs/distributed.md)."""
-        return int(np.random.SeedSequence([seed % 2**63, self.rank, step]).generate_state(1)[0])
+        return derive_seed(seed, self.rank, step)
 
     def sync_start(self, learner: Learner, counters: list[int]) -> list[int]:
         """Give every rank rank 0's weights, target critic, log-alpha, Adam state and ``counters``.

@@ -18,7 +18,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gumbel_ac.checkpoint import (
@@ -48,11 +47,6 @@ def resume_config(path: str | Path, **overrides: Any) -> Config:
     refused by :func:`train`.
     """
     return dataclasses.replace(saved_config(path), resume=str(path), **overrides)
-
-
-def resume_env_seed(seed: int, step: int) -> int:
-    """Seed for re-seeding a Gymnasium (numpy) env on resume: a function of (seed, step) only."""
-    return int(np.random.SeedSequence([seed % 2**63, step]).generate_state(1)[0])
 
 
 #: Marks a tensor leaf in the manifest's mirror of the state tree (the tensor itself is in

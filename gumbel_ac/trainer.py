@@ -55,7 +55,8 @@ from gumbel_ac.learner import Learner, TrainingError, make_estimator
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
 from gumbel_ac.loop_state import EvalRecord, LoopState
 from gumbel_ac.losses import UpdateStats
-from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, resume_env_seed
+from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config
+from gumbel_ac.seeding import derive_seed
 from gumbel_ac.vector import UnknownEnvError, describe_spaces, make_env
 
 __all__ = [
@@ -315,7 +316,7 @@ class _Run:
         if "env" not in self.parts:
             # A Gymnasium numpy env's state cannot be captured in general: re-seed it from
             # (seed, step). Episodes in flight at the checkpoint are cut (docs/resume.md).
-            state.obs = self.env.reset(seed=resume_env_seed(config.seed, state.global_step))
+            state.obs = self.env.reset(seed=derive_seed(config.seed, state.global_step))
             self.notes.append(
                 f"note: {config.env} is a Gymnasium numpy env: its state is not restorable; it was re-seeded "
                 "from (seed, step) and the run continues from fresh episodes")

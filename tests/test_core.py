@@ -253,3 +253,25 @@ def test_multidiscrete_heads_learn_the_joint_action(tmp_path: Path) -> None:
     run = load_run(tmp_path / "md")
     assert run.agent.spec.nvec == (2, 3)
     assert run.agent.act(torch.zeros(5, 3), deterministic=True).tolist() == [[1, 2]] * 5
+
+
+def test_train_refuses_several_seeds_instead_of_training_one(tmp_path: Path) -> None:
+    from gumbel_ac import train_seeds
+
+    cfg = Config(num_seeds=2, total_steps=64, learning_starts=32, eval_every=0, final_eval_episodes=0,
+                 checkpoint_every=0, progress=False, runs_dir=str(tmp_path), run_name="two")
+    with pytest.raises(ConfigError, match=r"num_seeds=2.*train_seeds"):
+        train(cfg)
+    results = train_seeds(cfg)  # the function that trains them all
+    assert [r.run_dir.name for r in results] == ["two__s0", "two__s1"]
+
+
+def test_env_adapters_name_the_action_spec_without_shadowing_gymnasiums_spec() -> None:
+    from gumbel_ac.vector import make_env
+
+    env = make_env("CartPole-v1", num_envs=2, device=torch.device("cpu"))
+    try:
+        assert isinstance(env.action_spec, ActionSpec) and env.action_spec.nvec == (2,)
+        assert not hasattr(env, "spec")  # Gymnasium's EnvSpec name is not reused for ours
+    finally:
+        env.close()

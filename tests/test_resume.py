@@ -1,4 +1,4 @@
-"""Resume after a stop or a crash, and the faults around it (issue 6).
+"""Resume after a stop or a crash, and the faults around it.
 
 - kill -9 of a ``train.py`` subprocess at seeded random moments, then ``--resume``: the run
   completes, its metrics file is contiguous, ``eval.py`` loads the final checkpoint -- and,
@@ -222,7 +222,8 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, reference: Path, c
     _assert_same_run(reference, run)
 
 
-def test_resume_refuses_experiment_changes_and_bad_paths(tmp_path: Path) -> None:
+def test_resume_refuses_experiment_changes_and_bad_paths(tmp_path: Path, script_main: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     train(Config(**{**BASE, "total_steps": 400}, runs_dir=str(tmp_path), run_name="r"))
     with pytest.raises(ConfigError, match="critic_lr"):
         train(resume_config(tmp_path / "r", critic_lr=1e-2))
@@ -234,10 +235,10 @@ def test_resume_refuses_experiment_changes_and_bad_paths(tmp_path: Path) -> None
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         train(Config(resume=str(tmp_path / "empty")))
     # The CLI: one error line, exit 2.
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(tmp_path / "r"), "--gamma", "0.5"],
-                          env=_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: a resumed run keeps its config") and "gamma" in proc.stderr
+    capsys.readouterr()
+    assert script_main("train")(["--resume", str(tmp_path / "r"), "--gamma", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("error: a resumed run keeps its config") and "gamma" in err
 
 
 def test_gymnasium_env_resume_reseeds_and_completes(tmp_path: Path) -> None:

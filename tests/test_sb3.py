@@ -212,6 +212,13 @@ def test_sb3_trains_through_the_native_learner_step(monkeypatch: pytest.MonkeyPa
     assert torch.equal(twin.flat_critic_target, model.learner.flat_critic_target)
 
 
+def test_sb3_tau_only_mirrors_the_polyak_rate() -> None:
+    model = tiny_model(target_update_rate=0.05, gumbel_temperature=0.9)
+    assert model.tau == 0.05 == model.learner.target_update_rate  # never the Gumbel temperature
+    with pytest.raises(AttributeError, match="target_update_rate"):
+        model.tau = 0.5
+
+
 def test_bad_hyperparameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="estimator"):
         tiny_model(estimator="no-such-estimator")
