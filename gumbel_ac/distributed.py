@@ -170,7 +170,7 @@ class DistContext:
         """Clean exit: barrier, then tear the group down.
 
         The barrier first: a rank that destroys its process group while a peer is still in
-        its last collective can abort in teardown (seen here with gloo, docs/DESIGN.md).
+        its last collective can abort in teardown (seen here with gloo, docs/DESIGN.md §6).
         """
         if self.owns_group and dist.is_initialized():
             dist.barrier()

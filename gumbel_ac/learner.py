@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from gumbel_ac.agent import Agent
+from gumbel_ac.config import Config
 from gumbel_ac.estimators import EstimatorFn, get_estimator
 from gumbel_ac.losses import Batch, UpdateStats, compute_losses
 from gumbel_ac.optim import FlatAdam, attach_flat_grad_, flatten_parameters_
@@ -95,6 +96,26 @@ class Learner:
         #: (0-dim device tensors: the guard never syncs; callers read them in bulk).
         self.nonfinite_streak = torch.zeros((), device=device)
         self.max_nonfinite_streak = torch.zeros((), device=device)
+
+    @classmethod
+    def from_config(
+        cls,
+        agent: Agent,
+        config: Config,
+        *,
+        capturable: bool = False,
+        grad_hook: Callable[[torch.Tensor], None] | None = None,
+    ) -> "Learner":
+        """The learner a :class:`~gumbel_ac.config.Config` describes (the native trainer's and
+        the SB3 algorithm's, whose hyperparameters are validated as a Config)."""
+        return cls(
+            agent,
+            estimator=make_estimator(config.estimator, rao_samples=config.rao_samples),
+            actor_lr=config.actor_lr, critic_lr=config.critic_lr, alpha_lr=config.alpha_lr,
+            autotune_alpha=config.autotune_alpha, gamma=config.gamma,
+            target_update_rate=config.target_update_rate, max_nonfinite_updates=config.max_nonfinite_updates,
+            capturable=capturable, grad_hook=grad_hook,
+        )
 
     # ------------------------------------------------------------------ buffers
     def _build(self, optimizer_state: dict[str, Any] | None = None) -> None:

@@ -51,7 +51,7 @@ from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.evaluation import evaluate
 from gumbel_ac.graphs import CapturedStep
-from gumbel_ac.learner import Learner, TrainingError, make_estimator
+from gumbel_ac.learner import Learner, TrainingError
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
 from gumbel_ac.loop_state import EvalRecord, LoopState
 from gumbel_ac.losses import UpdateStats
@@ -286,13 +286,7 @@ class _Run:
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all
         self.graphed = config.cuda_graphs and device.type == "cuda" and not self.dist.enabled
-        self.learner = Learner(
-            agent, estimator=make_estimator(config.estimator, rao_samples=config.rao_samples),
-            actor_lr=config.actor_lr, critic_lr=config.critic_lr, alpha_lr=config.alpha_lr,
-            autotune_alpha=config.autotune_alpha, gamma=config.gamma, target_update_rate=config.target_update_rate,
-            max_nonfinite_updates=config.max_nonfinite_updates, capturable=self.graphed,
-            grad_hook=self.dist.grad_hook,
-        )
+        self.learner = Learner.from_config(agent, config, capturable=self.graphed, grad_hook=self.dist.grad_hook)
         self.buffer = ReplayBuffer(config.buffer_size, obs_dim, action_spec.num_heads, device)
         self.buffer.save_cap = config.replay_save_cap if config.save_replay else 0
         self.state = LoopState.fresh(self.env.reset(seed=self.seed), self.seed, device)

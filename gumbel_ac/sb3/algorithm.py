@@ -38,7 +38,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule
 
 from gumbel_ac.config import Config
-from gumbel_ac.learner import Learner, make_estimator
+from gumbel_ac.learner import Learner
 from gumbel_ac.losses import Batch, UpdateStats
 from gumbel_ac.sb3.policies import CnnPolicy, GumbelACPolicy, MlpPolicy
 
@@ -241,17 +241,8 @@ class GumbelAC(OffPolicyAlgorithm):
         finally:
             self.policy_kwargs = user_kwargs
         # After SB3 moved the policy to its device: the learner's flat views are built there.
-        self.learner = Learner(
-            self.policy.agent,
-            estimator=make_estimator(self.estimator, rao_samples=int(self.rao_samples)),
-            actor_lr=_initial(self.actor_lr),
-            critic_lr=_initial(self.critic_lr),
-            alpha_lr=_initial(self.alpha_lr),
-            autotune_alpha=bool(self.autotune_alpha),
-            gamma=float(self.gamma),
-            target_update_rate=float(self.target_update_rate),
-            max_nonfinite_updates=int(self.max_nonfinite_updates),
-        )
+        # Schedules enter with their starting value; train() sets each step's learning rates.
+        self.learner = Learner.from_config(self.policy.agent, self._config)
         # SB3 saves and restores "policy.optimizer" (``_get_torch_save_params``).
         self.policy.optimizer = self.learner.optimizer  # type: ignore[assignment]
 
