@@ -21,10 +21,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("run", help="run folder (runs/<name>) or one checkpoint folder inside it")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to average over (default 10)")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
-                      help="act with the most likely action (default)")
-    mode.add_argument("--stochastic", dest="deterministic", action="store_false",
-                      help="sample actions from the policy")
+    mode.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action="store_true",
+        default=True,
+        help="act with the most likely action (default)",
+    )
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions from the policy")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling")
     parser.add_argument("--env", default=None, help="env id to evaluate on (default: the run's eval env)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device (default cpu)")
@@ -55,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
     probe.close()
     check_spaces_match(loaded.meta, spaces, env_id)
     returns = evaluate(
-        loaded.agent, env_id, episodes=args.episodes, seed=args.seed, deterministic=args.deterministic, device=device,
+        loaded.agent,
+        env_id,
+        episodes=args.episodes,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        device=device,
         env_kwargs=env_kwargs,
     )
     mode = "deterministic" if args.deterministic else "stochastic"
@@ -65,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.gif:
         total = record_gif(
-            loaded.agent.cpu(), env_id, args.gif, seed=args.seed, deterministic=args.deterministic, env_kwargs=env_kwargs
+            loaded.agent.cpu(),
+            env_id,
+            args.gif,
+            seed=args.seed,
+            deterministic=args.deterministic,
+            env_kwargs=env_kwargs,
         )
         print(f"wrote {args.gif} (episode return {total:.1f})")
     return 0

@@ -1,6 +1,6 @@
 """Same agent, critic and seeds; only the actor's gradient estimator changes. Who learns faster?
 
-    python benchmarks/compare_estimators.py            # default: 3 tasks x 7 estimators x 3 seeds + tau sweep (~5.5 min, 2 workers)
+    python benchmarks/compare_estimators.py            # 3 tasks x 7 estimators x 3 seeds + tau sweep (~5.5 min)
     python benchmarks/compare_estimators.py --quick    # ~20 s-2 min: 5 estimators, 2 seeds, small budgets
     python benchmarks/compare_estimators.py --tasks catch --estimators gumbel-st softmax-st --seeds 0 1 2 3 4
 
@@ -52,9 +52,10 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -101,7 +102,14 @@ TASKS: dict[str, Task] = {
         Task("cartpole", "gumbel_ac/CartPole-v1", 25_000, 6_000, 2_500, 1_000, 475.0),
         # Deterministic env + deterministic policy: every eval episode is the same one.
         Task(
-            "deepsea", "gumbel_ac/DeepSea-v0", 30_000, 12_000, 2_000, 1_000, 0.9, eval_episodes=2,
+            "deepsea",
+            "gumbel_ac/DeepSea-v0",
+            30_000,
+            12_000,
+            2_000,
+            1_000,
+            0.9,
+            eval_episodes=2,
             env_kwargs=json.dumps({"size": DEEPSEA_SIZE}),
         ),
         Task("catch", "gumbel_ac/Catch-v0", 15_000, 5_000, 1_000, 500, 0.8, eval_episodes=20),
@@ -336,7 +344,7 @@ def _grid_mean_stderr(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over seeds of curves interpolated on ``grid`` (NaN where none)."""
     rows = []
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         if len(x) == 0:
             continue
         row = np.interp(grid, np.asarray(x, float), np.asarray(y, float), left=np.nan, right=np.nan)
@@ -384,14 +392,12 @@ def normalized_auc(steps: Sequence[int], values: Sequence[float], total_steps: i
         return float("nan")
     x = np.concatenate([[0.0], np.asarray(steps, float), [float(total_steps)]])
     y = np.concatenate([[values[0]], np.asarray(values, float), [values[-1]]])
-    return float(np.trapezoid(y, x) / total_steps) if hasattr(np, "trapezoid") else float(
-        np.trapz(y, x) / total_steps
-    )
+    return float(np.trapezoid(y, x) / total_steps) if hasattr(np, "trapezoid") else float(np.trapz(y, x) / total_steps)
 
 
 def steps_to_threshold(steps: Sequence[int], values: Sequence[float], threshold: float) -> float:
     """First eval step whose deterministic return is >= ``threshold`` (inf if never)."""
-    for s, v in zip(steps, values):
+    for s, v in zip(steps, values, strict=True):
         if v >= threshold:
             return float(s)
     return math.inf
@@ -433,12 +439,20 @@ def summarize(results: Sequence[RunResult]) -> list[Row]:
         am, ase = _mean_se(aucs)
         rows.append(
             Row(
-                task, est, tau, len(rs), fm, fs, am, ase,
+                task,
+                est,
+                tau,
+                len(rs),
+                fm,
+                fs,
+                am,
+                ase,
                 solved=sum(math.isfinite(h) for h in hits),
                 steps_to_threshold=float(np.median(hits)),
                 threshold=thr,
                 wall_seconds=float(np.nanmean([r.wall_seconds for r in rs]))
-                if any(math.isfinite(r.wall_seconds) for r in rs) else float("nan"),
+                if any(math.isfinite(r.wall_seconds) for r in rs)
+                else float("nan"),
                 per_seed_final=finals,
             )
         )
@@ -467,7 +481,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
             f"| {r.task} | {r.estimator} | {r.tau:g} | {r.seeds} | "
             f"{_fmt(r.final_mean, digits)} ± {_fmt(r.final_se, digits)} | "
             f"{_fmt(r.auc_mean, digits)} ± {_fmt(r.auc_se, digits)} | "
-            f"{r.solved}/{r.seeds} (≥{r.threshold:g}) | {_fmt_steps(r.steps_to_threshold)} | {_fmt(r.wall_seconds, 0)} |"
+            f"{r.solved}/{r.seeds} (≥{r.threshold:g}) | {_fmt_steps(r.steps_to_threshold)} | "
+            f"{_fmt(r.wall_seconds, 0)} |"
         )
     return "\n".join(lines)
 
@@ -477,15 +492,39 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["task", "estimator", "tau", "seeds", "final_eval_mean", "final_eval_stderr", "auc_mean",
-             "auc_stderr", "threshold", "seeds_solved", "steps_to_threshold_median", "wall_seconds_per_run",
-             "final_eval_per_seed"]
+            [
+                "task",
+                "estimator",
+                "tau",
+                "seeds",
+                "final_eval_mean",
+                "final_eval_stderr",
+                "auc_mean",
+                "auc_stderr",
+                "threshold",
+                "seeds_solved",
+                "steps_to_threshold_median",
+                "wall_seconds_per_run",
+                "final_eval_per_seed",
+            ]
         )
         for r in rows:
             w.writerow(
-                [r.task, r.estimator, r.tau, r.seeds, r.final_mean, r.final_se, r.auc_mean, r.auc_se,
-                 r.threshold, r.solved, r.steps_to_threshold, round(r.wall_seconds, 2),
-                 ";".join(f"{v:g}" for v in r.per_seed_final)]
+                [
+                    r.task,
+                    r.estimator,
+                    r.tau,
+                    r.seeds,
+                    r.final_mean,
+                    r.final_se,
+                    r.auc_mean,
+                    r.auc_se,
+                    r.threshold,
+                    r.solved,
+                    r.steps_to_threshold,
+                    round(r.wall_seconds, 2),
+                    ";".join(f"{v:g}" for v in r.per_seed_final),
+                ]
             )
 
 
@@ -494,8 +533,14 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 _COLORS = {
-    "gumbel-st": "tab:blue", "softmax-st": "tab:orange", "gumbel-soft": "tab:green", "score": "tab:red",
-    "exact": "black", "gumbel-rao": "tab:purple", "reinmax": "tab:brown", "gst": "tab:pink",
+    "gumbel-st": "tab:blue",
+    "softmax-st": "tab:orange",
+    "gumbel-soft": "tab:green",
+    "score": "tab:red",
+    "exact": "black",
+    "gumbel-rao": "tab:purple",
+    "reinmax": "tab:brown",
+    "gst": "tab:pink",
 }
 
 
@@ -555,8 +600,10 @@ def plot_sweep(rows: Sequence[Row], task: str, path: Path) -> None:
             continue
         any_points = True
         taus = [r.tau for r in rs]
-        for ax, m, s in ((axes[0], [r.auc_mean for r in rs], [r.auc_se for r in rs]),
-                         (axes[1], [r.final_mean for r in rs], [r.final_se for r in rs])):
+        for ax, m, s in (
+            (axes[0], [r.auc_mean for r in rs], [r.auc_se for r in rs]),
+            (axes[1], [r.final_mean for r in rs], [r.final_se for r in rs]),
+        ):
             ax.errorbar(taus, m, yerr=s, marker="o", capsize=3, color=_COLORS[est], label=est)
     if not any_points:
         plt.close(fig)
@@ -617,8 +664,13 @@ def compare(settings: Settings, log: Any = print) -> Comparison:
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     specs = plan_runs(
-        settings.tasks, settings.estimators, settings.seeds, tau=settings.tau,
-        sweep_task=settings.sweep_task, sweep_taus=settings.sweep_taus, steps=settings.steps,
+        settings.tasks,
+        settings.estimators,
+        settings.seeds,
+        tau=settings.tau,
+        sweep_task=settings.sweep_task,
+        sweep_taus=settings.sweep_taus,
+        steps=settings.steps,
     )
     log(f"{len(specs)} runs on {settings.workers} worker(s) -> {out}")
     results = run_all(specs, out / "runs", settings.workers, log=log, reuse=settings.reuse)
@@ -632,12 +684,14 @@ def compare(settings: Settings, log: Any = print) -> Comparison:
         path = out / f"sweep_{settings.sweep_task}.png"
         plot_sweep(rows, settings.sweep_task, path)
         files.append(path)
-    main_rows = [r for r in rows if r.task in settings.tasks and r.tau == max(settings.tau, MIN_TAU.get(r.estimator, 0))]
+    main_rows = [
+        r for r in rows if r.task in settings.tasks and r.tau == max(settings.tau, MIN_TAU.get(r.estimator, 0))
+    ]
     sweep_rows = sorted(
         (r for r in rows if r.task == settings.sweep_task and r.estimator in ("gumbel-st", "softmax-st")),
         key=lambda r: (r.estimator, r.tau),
     )
-    table = "### Estimators (tau = %g)\n\n%s" % (settings.tau, markdown_table(main_rows))
+    table = f"### Estimators (tau = {settings.tau:g})\n\n{markdown_table(main_rows)}"
     if sweep_rows:
         table += f"\n\n### Temperature sweep on {settings.sweep_task}\n\n{markdown_table(sweep_rows)}"
     write_csv(rows, out / "summary.csv")
@@ -648,7 +702,9 @@ def compare(settings: Settings, log: Any = print) -> Comparison:
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """Command-line flags -> :class:`Settings` (``--quick`` shrinks every budget)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=None)
     p.add_argument("--estimators", nargs="+", default=None, help="default: all 7 (5 with --quick)")
@@ -658,8 +714,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--sweep-taus", nargs="+", type=float, default=None)
     p.add_argument("--steps", nargs="+", default=[], metavar="TASK=N", help="override a task's env steps")
     p.add_argument("--workers", type=int, default=2, help="parallel training processes (1 torch thread each)")
-    p.add_argument("--reuse", action="store_true",
-                   help="reuse finished runs of the same config in OUT/runs (e.g. to add seeds)")
+    p.add_argument(
+        "--reuse", action="store_true", help="reuse finished runs of the same config in OUT/runs (e.g. to add seeds)"
+    )
     p.add_argument("--quick", action="store_true", help="~2 minutes: 5 estimators, 2 seeds, small budgets")
     a = p.parse_args(argv)
     steps = {k: (t.quick_steps if a.quick else t.total_steps) for k, t in TASKS.items()}

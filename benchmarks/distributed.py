@@ -37,8 +37,16 @@ def _port() -> int:
 
 def _torchrun(nproc: int, args: list[str]) -> None:
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
-           f"--rdzv-endpoint=localhost:{_port()}", "--nnodes=1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=localhost:{_port()}",
+        "--nnodes=1",
+        *args,
+    ]
     subprocess.run(cmd, env=env, check=True, cwd=str(ROOT))
 
 
@@ -46,12 +54,39 @@ def _measure(nproc: int, steps: int, device: str, batch: int, tmp: Path) -> dict
     from gumbel_ac.logger import read_metrics
 
     name = f"p{nproc}"
-    _torchrun(nproc, [
-        str(ROOT / "train.py"), "--env", "gumbel_ac/CartPole-v1", "--device", device, "--num-envs", "16",
-        "--batch-size", str(batch), "--learning-starts", "1000", "--total-steps", str(steps * nproc),
-        "--log-every", str(2000 * nproc), "--eval-every", "0", "--final-eval-episodes", "0",
-        "--checkpoint-every", "0", "--no-progress", "--num-threads", "1", "--runs-dir", str(tmp), "--run-name", name,
-    ])
+    _torchrun(
+        nproc,
+        [
+            str(ROOT / "train.py"),
+            "--env",
+            "gumbel_ac/CartPole-v1",
+            "--device",
+            device,
+            "--num-envs",
+            "16",
+            "--batch-size",
+            str(batch),
+            "--learning-starts",
+            "1000",
+            "--total-steps",
+            str(steps * nproc),
+            "--log-every",
+            str(2000 * nproc),
+            "--eval-every",
+            "0",
+            "--final-eval-episodes",
+            "0",
+            "--checkpoint-every",
+            "0",
+            "--no-progress",
+            "--num-threads",
+            "1",
+            "--runs-dir",
+            str(tmp),
+            "--run-name",
+            name,
+        ],
+    )
     rows = [r for r in read_metrics(tmp / name / "metrics.jsonl") if "charts/updates" in r]
     prev, seconds, env_steps, updates = rows[0]["global_step"], 0.0, 0, 0.0
     for row in rows[1:]:
@@ -102,22 +137,40 @@ def main() -> None:
             results[nproc] = _measure(nproc, args.steps, args.device, args.batch_size, Path(tmp))
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
         out = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
-             f"--rdzv-endpoint=localhost:{_port()}", "--nnodes=1", __file__, "--agree-worker"],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=localhost:{_port()}",
+                "--nnodes=1",
+                __file__,
+                "--agree-worker",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     agree_us = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("AGREE_US"))
-    print(f"\nbatched torch CartPole, 16 envs/rank, batch {args.batch_size}/rank, 1 update per vector step, "
-          f"{args.steps} env steps/rank, device {args.device}, 1 torch thread/rank, {os.cpu_count()} CPUs\n")
+    print(
+        f"\nbatched torch CartPole, 16 envs/rank, batch {args.batch_size}/rank, 1 update per vector step, "
+        f"{args.steps} env steps/rank, device {args.device}, 1 torch thread/rank, {os.cpu_count()} CPUs\n"
+    )
     print("| P | env steps/s (all ranks) | updates/s | samples/s (updates x P x batch) | env steps/s vs P=1 |")
     print("|---|---|---|---|---|")
     for nproc, r in results.items():
-        print(f"| {nproc} | {r['env_sps']:,.0f} | {r['ups']:,.0f} | {r['samples']:,.0f} | "
-              f"{r['env_sps'] / results[1]['env_sps']:.2f}x |")
+        print(
+            f"| {nproc} | {r['env_sps']:,.0f} | {r['ups']:,.0f} | {r['samples']:,.0f} | "
+            f"{r['env_sps'] / results[1]['env_sps']:.2f}x |"
+        )
     from gumbel_ac.distributed import STOP_SYNC_EVERY
 
-    print(f"\nstop-flag agreement (1-element gloo all-reduce, P=2): {agree_us:.0f} us per call; the trainer "
-          f"calls it every {STOP_SYNC_EVERY} iterations: {agree_us / STOP_SYNC_EVERY:.0f} us per iteration")
+    print(
+        f"\nstop-flag agreement (1-element gloo all-reduce, P=2): {agree_us:.0f} us per call; the trainer "
+        f"calls it every {STOP_SYNC_EVERY} iterations: {agree_us / STOP_SYNC_EVERY:.0f} us per iteration"
+    )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,11 @@ def main() -> None:
         return max(_timer(step, 10, sync) / 10, 1e-7)
 
     for n in sizes:
-        for compiled in ([True] if args.no_eager else [True, False]):
+        for compiled in [True] if args.no_eager else [True, False]:
             env = CartPoleEnv(num_envs=n, device=device, validate_actions=False, compile=compiled, seed=0, dtype=dtype)
             env.reset()
             acts = torch.randint(0, 2, (64, n), device=device)
-            step = (lambda e, a: (lambda i: e.step(a[i % 64])))(env, acts)
+            step = (lambda e, a: lambda i: e.step(a[i % 64]))(env, acts)
             t0 = time.perf_counter()
             add(f"ours {'compiled' if compiled else 'eager'} N={n}", n, step, calibrate(step))
             if compiled:
@@ -86,12 +86,15 @@ def main() -> None:
             genv = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
             genv.reset(seed=0)
             gacts = rng.integers(0, 2, size=(64, n))
-            gstep = (lambda e, a: (lambda i: e.step(a[i % 64])))(genv, gacts)
+            gstep = (lambda e, a: lambda i: e.step(a[i % 64]))(genv, gacts)
             add(f"gymnasium CartPoleVectorEnv N={n}", n, gstep, calibrate(gstep))
     senv = gym.make_vec("CartPole-v1", num_envs=64, vectorization_mode="sync")
     senv.reset(seed=0)
     sacts = rng.integers(0, 2, size=(64, 64))
-    sstep = (lambda i: senv.step(sacts[i % 64]))
+
+    def sstep(i: int) -> object:
+        return senv.step(sacts[i % 64])
+
     add("gymnasium SyncVectorEnv N=64", 64, sstep, calibrate(sstep))
 
     rates: dict[str, list[float]] = {k: [] for k in configs}
@@ -102,8 +105,10 @@ def main() -> None:
     sync_rate = med["gymnasium SyncVectorEnv N=64"]
 
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"\ndevice={dev_name}, torch threads={args.threads}, torch {torch.__version__}, "
-          f"gymnasium {gym.__version__}, state dtype={args.dtype}, median of {repeats} interleaved repeats\n")
+    print(
+        f"\ndevice={dev_name}, torch threads={args.threads}, torch {torch.__version__}, "
+        f"gymnasium {gym.__version__}, state dtype={args.dtype}, median of {repeats} interleaved repeats\n"
+    )
     print("| env | N | steps/s | vs numpy CartPoleVectorEnv (same N) | vs SyncVectorEnv (N=64) |")
     print("|---|---:|---:|---:|---:|")
     for name in configs:

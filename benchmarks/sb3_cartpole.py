@@ -25,8 +25,9 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from sb3_common import TimedEval, make_dqn_zoo
@@ -88,7 +89,8 @@ def fmt(value: Any, spec: str = "") -> str:
 
 def table(results: list[RunResult], budget: int) -> str:
     lines = [
-        "| algorithm | seed | env steps to eval ≥ 475 | train wall s to eval ≥ 475 | final eval (20 ep) | train wall s (whole budget) |",
+        "| algorithm | seed | env steps to eval ≥ 475 | train wall s to eval ≥ 475 | final eval (20 ep) "
+        "| train wall s (whole budget) |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:

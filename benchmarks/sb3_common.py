@@ -64,8 +64,9 @@ class TimedEval(BaseCallback):
     def _evaluate(self) -> None:
         train_s = self.train_seconds()
         tic = time.perf_counter()
-        rewards, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True,
-                                     return_episode_rewards=True)
+        rewards, _ = evaluate_policy(
+            self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True, return_episode_rewards=True
+        )
         self.eval_seconds += time.perf_counter() - tic
         self.evals.append((self.num_timesteps, float(np.mean(rewards)), float(np.std(rewards)), train_s))
 

@@ -102,8 +102,20 @@ def run_ppo(seed: int, args: argparse.Namespace) -> RunResult:
         return lambda progress: progress * start
 
     env = make_vec_env(EVAL_ENV, n_envs=8, seed=seed)
-    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu")
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        gae_lambda=0.8,
+        gamma=0.98,
+        n_epochs=20,
+        ent_coef=0.0,
+        learning_rate=linear(1e-3),
+        clip_range=linear(0.2),
+        seed=seed,
+        device="cpu",
+    )
     return _timed_learn(model, int(1e5), args, RunResult("sb3-ppo", seed), seed)
 
 
@@ -134,7 +146,9 @@ def report(results: list[RunResult]) -> None:
     print("|---|---|---|---|---|")
     for r in results:
         mean, std = r.final
-        print(f"| {r.algo} | {r.seed} | {_fmt_hit(r.first_hit())} | {_fmt_hit(r.first_hit(3))} | {mean:.1f} ± {std:.1f} |")
+        print(
+            f"| {r.algo} | {r.seed} | {_fmt_hit(r.first_hit())} | {_fmt_hit(r.first_hit(3))} | {mean:.1f} ± {std:.1f} |"
+        )
     medians: dict[str, tuple[float, float]] = {}
     print("\n| algorithm | median steps to 475 | median seconds to 475 | median seconds to 3x475 | solved runs |")
     print("|---|---|---|---|---|")
@@ -173,10 +187,23 @@ def throughput(args: argparse.Namespace) -> None:
         steps = num_envs * iterations
         with tempfile.TemporaryDirectory() as tmp:
             # batch_size / buffer_size 0 = the Config's auto rule (they scale with num_envs).
-            cfg = Config(env=args.ours_env, num_envs=num_envs, total_steps=steps, learning_starts=num_envs * 2,
-                         batch_size=0, buffer_size=0, device=args.device, cuda_graphs=args.cuda_graphs,
-                         eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=steps,
-                         progress=False, runs_dir=tmp, run_name="tp")
+            cfg = Config(
+                env=args.ours_env,
+                num_envs=num_envs,
+                total_steps=steps,
+                learning_starts=num_envs * 2,
+                batch_size=0,
+                buffer_size=0,
+                device=args.device,
+                cuda_graphs=args.cuda_graphs,
+                eval_every=0,
+                final_eval_episodes=0,
+                checkpoint_every=0,
+                log_every=steps,
+                progress=False,
+                runs_dir=tmp,
+                run_name="tp",
+            )
             return steps / train(cfg).train_seconds
 
     for num_envs in args.throughput_envs:
@@ -221,18 +248,26 @@ def main() -> None:
     parser.add_argument("--only", choices=["ours", "ppo", "dqn"], nargs="+", default=["ours", "ppo", "dqn"])
     parser.add_argument("--ours-env", default="gumbel_ac/CartPole-v1", help="training env of ours")
     parser.add_argument("--ours-steps", type=int, default=40_000)
-    parser.add_argument("--estimators", nargs="+", default=["gumbel-st"],
-                        help="run ours once per estimator (e.g. gumbel-st score exact)")
+    parser.add_argument(
+        "--estimators",
+        nargs="+",
+        default=["gumbel-st"],
+        help="run ours once per estimator (e.g. gumbel-st score exact)",
+    )
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every algorithm")
     parser.add_argument("--throughput", action="store_true", help="measure steady-state steps/s instead")
     parser.add_argument("--throughput-envs", type=int, nargs="+", default=[16, 4096])
     parser.add_argument("--throughput-iters", type=int, default=200, help="timed iterations per size (median of 3)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device of ours (SB3 stays on the CPU)")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="device of ours (SB3 stays on the CPU)"
+    )
     parser.add_argument("--cuda-graphs", action="store_true", help="ours with --cuda-graphs (CUDA only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores; ours trains on {args.ours_env}")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores; ours trains on {args.ours_env}"
+    )
     if args.throughput:
         throughput(args)
         return
@@ -257,8 +292,11 @@ def main() -> None:
                 res.algo = label
             results.append(res)
             hit = res.first_hit()
-            print(f"  {res.algo:>9} seed {seed}: first >= 475 {_fmt_hit(hit)}, final {res.final[0]:.1f} "
-                  f"({time.perf_counter() - tic:.1f} s with evals)", flush=True)
+            print(
+                f"  {res.algo:>9} seed {seed}: first >= 475 {_fmt_hit(hit)}, final {res.final[0]:.1f} "
+                f"({time.perf_counter() - tic:.1f} s with evals)",
+                flush=True,
+            )
     report(results)
 
 

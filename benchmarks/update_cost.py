@@ -45,8 +45,9 @@ GAMMA, TAU, RATE, LR = 0.995, 0.6, 0.2, 3e-3
 def make_step(batch_size: int, device: torch.device, compiled_loss: Any = None) -> Callable[[], object]:
     """A zero-argument callable running one full update (compiled loss if given)."""
     torch.manual_seed(0)
-    agent = make_agent(obs_dim=4, spec=ActionSpec([2]), hidden_sizes=(64, 64), alpha=0.5,
-                       target_entropy_ratio=0.1).to(device)
+    agent = make_agent(obs_dim=4, spec=ActionSpec([2]), hidden_sizes=(64, 64), alpha=0.5, target_entropy_ratio=0.1).to(
+        device
+    )
     gen = torch.Generator(device=device).manual_seed(1)
     batch = Batch(
         obs_BD=torch.randn(batch_size, 4, device=device, generator=gen),
@@ -55,9 +56,16 @@ def make_step(batch_size: int, device: torch.device, compiled_loss: Any = None) 
         next_obs_BD=torch.randn(batch_size, 4, device=device, generator=gen),
         terminated_B=torch.rand(batch_size, device=device, generator=gen) < 0.02,
     )
-    learner = learner_mod.Learner(agent, estimator=learner_mod.make_estimator("gumbel-st"), actor_lr=LR,
-                                  critic_lr=LR, alpha_lr=LR, autotune_alpha=True, gamma=GAMMA,
-                                  target_update_rate=RATE)
+    learner = learner_mod.Learner(
+        agent,
+        estimator=learner_mod.make_estimator("gumbel-st"),
+        actor_lr=LR,
+        critic_lr=LR,
+        alpha_lr=LR,
+        autotune_alpha=True,
+        gamma=GAMMA,
+        target_update_rate=RATE,
+    )
     if compiled_loss is None:
         return lambda: learner.step(batch, temperature=TAU, generator=gen)
     tau = torch.tensor(TAU, device=device)
@@ -73,7 +81,9 @@ def make_step(batch_size: int, device: torch.device, compiled_loss: Any = None) 
     return step
 
 
-def time_compile(batch_size: int, device: torch.device, sync: Callable[[], None]) -> tuple[Callable[[], object], float, float] | str:
+def time_compile(
+    batch_size: int, device: torch.device, sync: Callable[[], None]
+) -> tuple[Callable[[], object], float, float] | str:
     """(step, cold seconds, warm seconds) of the compiled-loss update, or why it failed."""
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor_cache_")
     try:
@@ -107,8 +117,10 @@ def main() -> None:
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"torch {torch.__version__}, {name}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{args.threads} thread(s); median of {args.blocks} blocks of {args.steps} updates, interleaved")
+    print(
+        f"torch {torch.__version__}, {name}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{args.threads} thread(s); median of {args.blocks} blocks of {args.steps} updates, interleaved"
+    )
     rows = []
     for batch_size in args.batch_sizes:
         steps = {"autograd": make_step(batch_size, device)}
@@ -133,13 +145,21 @@ def main() -> None:
                 times[impl].append((time.perf_counter() - tic) / args.steps * 1e6)
         rows.append((batch_size, {impl: statistics.median(t) for impl, t in times.items()}))
     names = list(dict.fromkeys(n for _, med in rows for n in med))
-    print("\n| batch | " + " | ".join(f"{n} us/update" for n in names)
-          + "".join(f" | autograd / {n}" for n in names[1:]) + " |")
+    print(
+        "\n| batch | "
+        + " | ".join(f"{n} us/update" for n in names)
+        + "".join(f" | autograd / {n}" for n in names[1:])
+        + " |"
+    )
     print("|---:" * (2 * len(names)) + "|")
     for batch_size, med in rows:
         a = med["autograd"]
-        print(f"| {batch_size} | " + " | ".join(f"{med[n]:.0f}" if n in med else "-" for n in names)
-              + "".join(f" | {a / med[n]:.2f}x" if n in med else " | -" for n in names[1:]) + " |")
+        print(
+            f"| {batch_size} | "
+            + " | ".join(f"{med[n]:.0f}" if n in med else "-" for n in names)
+            + "".join(f" | {a / med[n]:.2f}x" if n in med else " | -" for n in names[1:])
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,7 @@ def _register() -> None:
 _register()
 
 
-def make(
-    env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any
-) -> TorchVectorEnv:
+def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **kwargs: Any) -> TorchVectorEnv:
     """Build ``num_envs`` copies of ``env_id`` on ``device`` through ``gymnasium.make_vec``.
 
     ``env_id`` may omit the namespace (``"CartPole-v1"`` means ``"gumbel_ac/CartPole-v1"``);

@@ -48,7 +48,7 @@ class AcrobotEnv(TorchVectorEnv):
         dtype: floating dtype of the state (float64 matches Gymnasium).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
         "render_fps": 15,
@@ -81,9 +81,16 @@ class AcrobotEnv(TorchVectorEnv):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__(
-            num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-            render_mode=render_mode, validate_actions=validate_actions, seed=seed,
-            compile=compile, compile_mode=compile_mode, reset_block=reset_block, noise=noise,
+            num_envs=num_envs,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            render_mode=render_mode,
+            validate_actions=validate_actions,
+            seed=seed,
+            compile=compile,
+            compile_mode=compile_mode,
+            reset_block=reset_block,
+            noise=noise,
         )
         self.dtype = dtype
         self.low, self.high = -0.1, 0.1
@@ -128,10 +135,10 @@ class AcrobotEnv(TorchVectorEnv):
         # One RK4 step over [0, dt] (gymnasium acrobot.py `rk4` with t = [0, dt]).
         dt, dt2 = self.dt, self.dt / 2.0
         k1 = self._dsdt(state, torque)
-        k2 = self._dsdt(tuple(y + dt2 * k for y, k in zip(state, k1)), torque)
-        k3 = self._dsdt(tuple(y + dt2 * k for y, k in zip(state, k2)), torque)
-        k4 = self._dsdt(tuple(y + dt * k for y, k in zip(state, k3)), torque)
-        ns = [y + dt / 6.0 * (a + 2 * b + 2 * c + d) for y, a, b, c, d in zip(state, k1, k2, k3, k4)]
+        k2 = self._dsdt(tuple(y + dt2 * k for y, k in zip(state, k1, strict=True)), torque)
+        k3 = self._dsdt(tuple(y + dt2 * k for y, k in zip(state, k2, strict=True)), torque)
+        k4 = self._dsdt(tuple(y + dt * k for y, k in zip(state, k3, strict=True)), torque)
+        ns = [y + dt / 6.0 * (a + 2 * b + 2 * c + d) for y, a, b, c, d in zip(state, k1, k2, k3, k4, strict=True)]
         t1 = _wrap(ns[0], -_PI, _PI)
         t2 = _wrap(ns[1], -_PI, _PI)
         v1 = ns[2].clamp(-self.MAX_VEL_1, self.MAX_VEL_1)
@@ -142,6 +149,6 @@ class AcrobotEnv(TorchVectorEnv):
 
     def _observe(self, state: State) -> torch.Tensor:
         t1, t2, v1, v2 = state
-        return torch.stack(
-            [torch.cos(t1), torch.sin(t1), torch.cos(t2), torch.sin(t2), v1, v2], dim=1
-        ).to(torch.float32)
+        return torch.stack([torch.cos(t1), torch.sin(t1), torch.cos(t2), torch.sin(t2), v1, v2], dim=1).to(
+            torch.float32
+        )

@@ -147,7 +147,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             when compiled, generator otherwise); see the module docstring.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
         "render_fps": 30,
@@ -176,9 +176,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}.")
         if max_episode_steps is not None and max_episode_steps < 1:
-            raise ValueError(
-                f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}."
-            )
+            raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}.")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode={render_mode!r} is not supported by {type(self).__name__}; "
@@ -257,9 +255,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             warnings.warn("torch.compile is unavailable; running the env step eagerly.", stacklevel=3)
             return
         try:
-            self._transition_fn = compile_fn(
-                self._transition, fullgraph=True, dynamic=False, mode=self._compile_mode
-            )
+            self._transition_fn = compile_fn(self._transition, fullgraph=True, dynamic=False, mode=self._compile_mode)
             # Compilation happens at the first call; `_call_transition` falls back on failure.
             self._compiled_checked = False
             self._masks_as_uint8 = True
@@ -549,8 +545,7 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         """An ``HxWx3`` uint8 image of sub-env ``render_env_index`` (``render_mode="rgb_array"``)."""
         if self.render_mode is None:
             gym.logger.warn(
-                f"render() called without a render_mode; construct {type(self).__name__} with "
-                "render_mode='rgb_array'."
+                f"render() called without a render_mode; construct {type(self).__name__} with render_mode='rgb_array'."
             )
             return None
         if self._state is None:

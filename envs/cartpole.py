@@ -39,7 +39,7 @@ class CartPoleEnv(TorchVectorEnv):
         dtype: floating dtype of the state (float64 matches Gymnasium; see module docstring).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": ["rgb_array"],
         "render_fps": 50,
@@ -88,9 +88,7 @@ class CartPoleEnv(TorchVectorEnv):
         self.sutton_barto_reward = sutton_barto_reward
         self.dtype = dtype
         self.low, self.high = -0.05, 0.05
-        high = np.array(
-            [self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf], dtype=np.float32
-        )
+        high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf], dtype=np.float32)
         self.single_observation_space = spaces.Box(-high, high, dtype=np.float32)
         self.single_action_space = spaces.Discrete(2)
         self._setup()
@@ -152,14 +150,22 @@ class CartPoleEnv(TorchVectorEnv):
 
         # Track line.
         img[int(h - carty), :, :] = 0
-        cart = [(cartx - cartwidth / 2, carty - cartheight / 2), (cartx - cartwidth / 2, carty + cartheight / 2),
-                (cartx + cartwidth / 2, carty + cartheight / 2), (cartx + cartwidth / 2, carty - cartheight / 2)]
+        cart = [
+            (cartx - cartwidth / 2, carty - cartheight / 2),
+            (cartx - cartwidth / 2, carty + cartheight / 2),
+            (cartx + cartwidth / 2, carty + cartheight / 2),
+            (cartx + cartwidth / 2, carty - cartheight / 2),
+        ]
         fill_convex_polygon(img, to_px(cart), (0, 0, 0))
         # Pole: rectangle rotated by -theta about the axle (pygame's rotate_rad(-theta)).
         c, s = math.cos(-theta), math.sin(-theta)
         pole = []
-        for px, py in [(-polewidth / 2, -polewidth / 2), (-polewidth / 2, polelen - polewidth / 2),
-                       (polewidth / 2, polelen - polewidth / 2), (polewidth / 2, -polewidth / 2)]:
+        for px, py in [
+            (-polewidth / 2, -polewidth / 2),
+            (-polewidth / 2, polelen - polewidth / 2),
+            (polewidth / 2, polelen - polewidth / 2),
+            (polewidth / 2, -polewidth / 2),
+        ]:
             pole.append((px * c - py * s + cartx, px * s + py * c + axle_y))
         fill_convex_polygon(img, to_px(pole), (202, 152, 101))
         fill_circle(img, cartx, h - axle_y, polewidth / 2, (129, 132, 203))

@@ -32,7 +32,7 @@ class CatchEnv(TorchVectorEnv):
         flatten: observations ``[rows*columns]`` instead of ``[rows, columns]``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": ["rgb_array"],
         "render_fps": 4,
@@ -59,9 +59,16 @@ class CatchEnv(TorchVectorEnv):
             raise ValueError(f"Catch needs rows >= 2 and columns >= 1, got {rows} x {columns}.")
         self.rows, self.columns, self.flatten = int(rows), int(columns), flatten
         super().__init__(
-            num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-            render_mode=render_mode, validate_actions=validate_actions, seed=seed,
-            compile=compile, compile_mode=compile_mode, reset_block=reset_block, noise=noise,
+            num_envs=num_envs,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            render_mode=render_mode,
+            validate_actions=validate_actions,
+            seed=seed,
+            compile=compile,
+            compile_mode=compile_mode,
+            reset_block=reset_block,
+            noise=noise,
         )
         shape = (rows * columns,) if flatten else (rows, columns)
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32)

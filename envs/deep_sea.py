@@ -48,7 +48,7 @@ class DeepSeaEnv(TorchVectorEnv):
             ``None``: an independent mapping per sub-env from the env's generator.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": ["rgb_array"],
         "render_fps": 4,
@@ -81,9 +81,16 @@ class DeepSeaEnv(TorchVectorEnv):
         self.flatten = flatten
         self.mapping_seed = mapping_seed
         super().__init__(
-            num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-            render_mode=render_mode, validate_actions=validate_actions, seed=seed,
-            compile=compile, compile_mode=compile_mode, reset_block=reset_block, noise=noise,
+            num_envs=num_envs,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            render_mode=render_mode,
+            validate_actions=validate_actions,
+            seed=seed,
+            compile=compile,
+            compile_mode=compile_mode,
+            reset_block=reset_block,
+            noise=noise,
         )
         shape = (size * size,) if flatten else (size, size)
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32)

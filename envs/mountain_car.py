@@ -30,7 +30,7 @@ class MountainCarEnv(TorchVectorEnv):
         dtype: floating dtype of the state (float64 matches Gymnasium).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
         "render_fps": 30,
@@ -60,9 +60,16 @@ class MountainCarEnv(TorchVectorEnv):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__(
-            num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-            render_mode=render_mode, validate_actions=validate_actions, seed=seed,
-            compile=compile, compile_mode=compile_mode, reset_block=reset_block, noise=noise,
+            num_envs=num_envs,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            render_mode=render_mode,
+            validate_actions=validate_actions,
+            seed=seed,
+            compile=compile,
+            compile_mode=compile_mode,
+            reset_block=reset_block,
+            noise=noise,
         )
         self.goal_velocity = goal_velocity
         self.dtype = dtype
@@ -95,5 +102,3 @@ class MountainCarEnv(TorchVectorEnv):
 
     def _observe(self, state: State) -> torch.Tensor:
         return torch.stack(state, dim=1).to(torch.float32)
-
-

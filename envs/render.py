@@ -25,7 +25,7 @@ def fill_convex_polygon(img: np.ndarray, pts: np.ndarray, color: tuple[int, int,
     ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
     px, py = xs + 0.5, ys + 0.5
     nxt = np.roll(pts, -1, axis=0)
-    cross = [(b[0] - a[0]) * (py - a[1]) - (b[1] - a[1]) * (px - a[0]) for a, b in zip(pts, nxt)]
+    cross = [(b[0] - a[0]) * (py - a[1]) - (b[1] - a[1]) * (px - a[0]) for a, b in zip(pts, nxt, strict=True)]
     stacked = np.stack(cross)
     inside = np.all(stacked >= 0, axis=0) | np.all(stacked <= 0, axis=0)
     img[y0 : y1 + 1, x0 : x1 + 1][inside] = color

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -68,10 +68,12 @@ class Agent(nn.Module):
         self.target_entropy = float(target_entropy)
         self.register_buffer("joint_onehot_JK", spec.joint_onehot_JK.clone(), persistent=False)
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Agent:
         # Keep the spec's lookup tables on the same device as the parameters.
         out = super()._apply(fn, recurse)
-        self.spec = self.spec.to(self.joint_onehot_JK.device)
+        table = self.joint_onehot_JK  # a registered buffer, moved by _apply
+        assert isinstance(table, torch.Tensor)
+        self.spec = self.spec.to(table.device)
         return out
 
     @property
@@ -104,9 +106,7 @@ class Agent(nn.Module):
 
     def random_actions(self, batch: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         """Uniformly random integer actions ``[B, H]`` (the warm-up phase)."""
-        cols = [
-            torch.randint(0, n, (batch,), generator=generator, device=device) for n in self.spec.nvec
-        ]
+        cols = [torch.randint(0, n, (batch,), generator=generator, device=device) for n in self.spec.nvec]
         return torch.stack(cols, dim=-1)
 
 

@@ -71,7 +71,11 @@ class ReplayBuffer:
         if n == 0:
             return
         if n > self.capacity:  # keep the newest rows
-            obs_ND, action_NH, reward_N = obs_ND[-self.capacity :], action_NH[-self.capacity :], reward_N[-self.capacity :]
+            obs_ND, action_NH, reward_N = (
+                obs_ND[-self.capacity :],
+                action_NH[-self.capacity :],
+                reward_N[-self.capacity :],
+            )
             next_obs_ND, terminated_N = next_obs_ND[-self.capacity :], terminated_N[-self.capacity :]
             n = self.capacity
         end = self.pos + n
@@ -110,8 +114,13 @@ class ReplayBuffer:
         )
 
     def _columns(self) -> dict[str, torch.Tensor]:
-        return {"obs": self.obs_CD, "next_obs": self.next_obs_CD, "action": self.action_CH,
-                "reward": self.reward_C, "terminated": self.terminated_C}
+        return {
+            "obs": self.obs_CD,
+            "next_obs": self.next_obs_CD,
+            "action": self.action_CH,
+            "reward": self.reward_C,
+            "terminated": self.terminated_C,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Rows for a checkpoint, at most :attr:`save_cap` (tensors and plain values only: no pickle), and how they
@@ -136,19 +145,30 @@ class ReplayBuffer:
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict` for this buffer."""
         mode, size, pos = state.get("mode"), state.get("size"), state.get("pos")
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (size, pos))
-        if mode not in ("exact", "newest", "none") or not ints or not 0 <= size <= self.capacity \
-                or not 0 <= pos < self.capacity or (mode == "exact" and size < self.capacity and pos != size) \
-                or (mode != "exact" and pos != 0) or (mode == "none" and size != 0):
-            raise ValueError(f"replay state is invalid (mode={mode!r}, size={size!r}, pos={pos!r}, "
-                             f"capacity {self.capacity})")
+        if not (isinstance(size, int) and isinstance(pos, int)) or isinstance(size, bool) or isinstance(pos, bool):
+            raise ValueError(f"replay state size/pos must be integers, got {size!r}, {pos!r}")
+        if (
+            mode not in ("exact", "newest", "none")
+            or not 0 <= size <= self.capacity
+            or not 0 <= pos < self.capacity
+            or (mode == "exact" and size < self.capacity and pos != size)
+            or (mode != "exact" and pos != 0)
+            or (mode == "none" and size != 0)
+        ):
+            raise ValueError(
+                f"replay state is invalid (mode={mode!r}, size={size!r}, pos={pos!r}, capacity {self.capacity})"
+            )
         columns = self._columns() if mode != "none" else {}
         extra = sorted(set(state) - {"mode", "size", "pos"} - set(columns))
         if extra:
             raise ValueError(f"replay state has unexpected entries {extra[:5]}")
         for key, like in columns.items():
             got = state.get(key)
-            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (size, *like.shape[1:]) or got.dtype != like.dtype:
+            if (
+                not isinstance(got, torch.Tensor)
+                or tuple(got.shape) != (size, *like.shape[1:])
+                or got.dtype != like.dtype
+            ):
                 raise ValueError(f"replay column {key!r} must be {(size, *like.shape[1:])} {like.dtype}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -190,8 +190,9 @@ def read_training_state(ckpt: Path, meta: dict[str, Any]) -> tuple[dict[str, tor
     """The resume state of a checkpoint: ``training.safetensors`` tensors and the manifest's
     ``training`` object. Shapes and meanings are checked by the trainer, which owns them."""
     if TRAINING_FILE not in meta["files"]:
-        raise CheckpointError(f"{ckpt / META_FILE}: no {TRAINING_FILE}: the checkpoint holds weights only, "
-                              "it cannot be resumed")
+        raise CheckpointError(
+            f"{ckpt / META_FILE}: no {TRAINING_FILE}: the checkpoint holds weights only, it cannot be resumed"
+        )
     training = meta.get("training")
     if not isinstance(training, dict) or not training:
         raise CheckpointError(f"{ckpt / META_FILE}: field 'training' is missing; the checkpoint cannot be resumed")
@@ -289,7 +290,12 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
             f"(this gumbel_ac reads version {FORMAT_VERSION})"
         )
     checks: list[tuple[str, type | tuple[type, ...]]] = [
-        ("step", int), ("obs_dim", int), ("action_nvec", list), ("config", dict), ("files", dict), ("spaces", dict),
+        ("step", int),
+        ("obs_dim", int),
+        ("action_nvec", list),
+        ("config", dict),
+        ("files", dict),
+        ("spaces", dict),
     ]
     for key, typ in checks:
         value = meta.get(key)
@@ -298,7 +304,11 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     if meta["step"] < 0 or not (0 < meta["obs_dim"] <= 1 << 24):
         raise CheckpointError(f"{path}: step or obs_dim out of range")
     nvec = meta["action_nvec"]
-    if not nvec or len(nvec) > 64 or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 16 for n in nvec):
+    if (
+        not nvec
+        or len(nvec) > 64
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 16 for n in nvec)
+    ):
         raise CheckpointError(f"{path}: action_nvec must be a list of positive integers")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["files"].items()):
         raise CheckpointError(f"{path}: field 'files' must map file names to sha256 strings")
@@ -309,9 +319,7 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def read_tensors(
-    ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None
-) -> dict[str, torch.Tensor]:
+def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None) -> dict[str, torch.Tensor]:
     """Read one safetensors file listed in the manifest, after checking its sha256.
 
     ``cap`` bounds the file size (default :data:`MAX_TENSOR_FILE_BYTES`); the tensors built

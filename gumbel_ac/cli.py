@@ -8,7 +8,8 @@ Unexpected exceptions keep their traceback (they are bugs, and the trace helps r
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from gumbel_ac.config import Config
@@ -88,7 +89,7 @@ def reflow_field_help() -> None:
     _docstrings.get_field_docstring = joined
 
 
-def run_cli(config: "Config") -> int:
+def run_cli(config: Config) -> int:
     """Entry point of ``train.py``: train (each seed in turn), map the outcome to an exit status."""
     from gumbel_ac.trainer import train_seeds
 

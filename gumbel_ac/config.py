@@ -15,7 +15,6 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-
 #: Fields that older versions wrote into config.json and that no longer exist; a saved
 #: config holding them still loads (eval.py on an old run), the value is ignored.
 #: ``update_impl``: chose a hand-written gumbel-st update, replaced by the one update path
@@ -32,10 +31,27 @@ class ConfigError(ValueError):
 #: experiment. Every other field must match the checkpoint's config (docs/resume.md).
 RESUME_OVERRIDABLE: frozenset[str] = frozenset(
     {
-        "total_steps", "resume", "runs_dir", "run_name", "device", "num_threads", "progress", "track",
-        "wandb_project", "wandb_entity", "eval_every", "eval_episodes", "final_eval_episodes",
-        "checkpoint_every", "keep_checkpoints", "log_every", "save_replay", "replay_save_cap",
-        "deterministic_cuda", "dist_timeout_s", "debug_syncs",
+        "total_steps",
+        "resume",
+        "runs_dir",
+        "run_name",
+        "device",
+        "num_threads",
+        "progress",
+        "track",
+        "wandb_project",
+        "wandb_entity",
+        "eval_every",
+        "eval_episodes",
+        "final_eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "save_replay",
+        "replay_save_cap",
+        "deterministic_cuda",
+        "dist_timeout_s",
+        "debug_syncs",
     }
 )
 
@@ -216,7 +232,7 @@ class Config:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         """Rebuild from ``to_dict`` output; unknown or mistyped fields are a ConfigError."""
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
@@ -250,7 +266,7 @@ class Config:
         """Constructor kwargs of the evaluation env: env_kwargs unless eval_env is another env."""
         return self.env_kwargs_dict() if self.eval_env in (None, self.env) else {}
 
-    def resolve_auto(self) -> "Config":
+    def resolve_auto(self) -> Config:
         """A copy with the fields whose 0 means "auto" filled in from num_envs; self is unchanged.
 
         Why these rules: with many envs each vector step adds num_envs transitions, so a
@@ -265,7 +281,7 @@ class Config:
             buffer_size = max(100_000, 64 * self.num_envs)
         return dataclasses.replace(self, batch_size=batch_size, buffer_size=buffer_size)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Check every field and return a resolved copy; raise one ConfigError naming the field and the fix.
 
         The caller's object is left unchanged: use the returned config (``config =
@@ -402,8 +418,7 @@ class Config:
             value = getattr(self, f.name)
             if not _matches(value, hints[f.name]):
                 raise ConfigError(
-                    f"{f.name} must be of type {_type_name(hints[f.name])}, got {value!r} "
-                    f"({type(value).__name__})"
+                    f"{f.name} must be of type {_type_name(hints[f.name])}, got {value!r} ({type(value).__name__})"
                 )
 
     def lr_scale_at(self, step: int) -> float:
@@ -440,7 +455,7 @@ def merge_resume_config(saved: Config, given: Config) -> Config:
             merged[f.name] = new
             continue
         merged[f.name] = old
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         if new != old and new != default:
             conflicts.append(f"{f.name} (run: {old!r}, given: {new!r})")
     if conflicts:

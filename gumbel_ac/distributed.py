@@ -34,9 +34,10 @@ device sync), the logged statistics (one all-reduce per log interval) and the no
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -55,6 +56,7 @@ RANK_SEED_STRIDE = 1_000_003
 
 #: Under torchrun the ranks agree on the stop flag (SIGINT/SIGTERM) every this many iterations.
 STOP_SYNC_EVERY = 16
+
 
 def launched_world_size() -> int:
     """How many ranks torchrun started (``WORLD_SIZE``; 1 when not launched by torchrun)."""
@@ -134,8 +136,13 @@ class DistContext:
             return counters
         optimizer = learner.optimizer
         with torch.no_grad():
-            for t in (learner.flat_param, learner.flat_critic_target, learner.agent.log_alpha.data,
-                      optimizer.exp_avg, optimizer.exp_avg_sq):
+            for t in (
+                learner.flat_param,
+                learner.flat_critic_target,
+                learner.agent.log_alpha.data,
+                optimizer.exp_avg,
+                optimizer.exp_avg_sq,
+            ):
                 dist.broadcast(t.reshape(-1), src=0)  # a view: broadcast in place
         host = torch.tensor(counters + [optimizer.steps], dtype=torch.int64)
         dist.broadcast(host, src=0, group=self.control_group)
@@ -209,6 +216,11 @@ def setup(config: Config) -> DistContext:
     rank = dist.get_rank()
     control = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
     return DistContext(
-        device=device, rank=rank, world_size=world_size, local_rank=local_rank, owns_group=owns,
-        control_group=control, grad_hook=make_grad_hook(world_size),
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        local_rank=local_rank,
+        owns_group=owns,
+        control_group=control,
+        grad_hook=make_grad_hook(world_size),
     )

@@ -82,7 +82,7 @@ class ActionSpec:
         return int(math.prod(self.nvec))
 
     @classmethod
-    def from_space(cls, space: gym.Space[Any]) -> "ActionSpec":
+    def from_space(cls, space: gym.Space[Any]) -> ActionSpec:
         """Build from a Gymnasium action space; refuse anything but Discrete/MultiDiscrete."""
         if isinstance(space, gym.spaces.Discrete):
             if int(space.start) != 0:
@@ -106,7 +106,7 @@ class ActionSpec:
             return [x_BK]
         return list(torch.split(x_BK, list(self.nvec), dim=-1))
 
-    def to(self, device: torch.device | str) -> "ActionSpec":
+    def to(self, device: torch.device | str) -> ActionSpec:
         """Move the lookup tables to ``device`` (returns a new spec)."""
         spec = ActionSpec(self.nvec)
         object.__setattr__(spec, "joint_index_JH", self.joint_index_JH.to(device))
@@ -196,4 +196,3 @@ def relaxed_softmax(perturbed_BA: torch.Tensor, tau: float | torch.Tensor) -> to
     """
     z = perturbed_BA - perturbed_BA.amax(dim=-1, keepdim=True).detach()
     return torch.softmax(z / tau, dim=-1)
-

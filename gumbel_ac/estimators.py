@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -323,13 +324,13 @@ class _ReinMaxST(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits_BA: torch.Tensor, hard_BA: torch.Tensor, tau: Tau) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits_BA: torch.Tensor, hard_BA: torch.Tensor, tau: Tau) -> torch.Tensor:
         ctx.save_for_backward(logits_BA, hard_BA)
         ctx.tau = tau  # float or 0-dim tensor; never read back to the host
         return hard_BA.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad_BA: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_BA: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         logits_BA, hard_BA = ctx.saved_tensors
         return reinmax_gradient(logits_BA, hard_BA, grad_BA, ctx.tau), None, None
 
@@ -452,14 +453,14 @@ MIN_TAU: dict[str, float] = {"reinmax": 1.0}
 
 
 def _check_rao_samples(rao_samples: Any) -> None:
-    if isinstance(rao_samples, bool) or not isinstance(rao_samples, Integral) or rao_samples < 1:
+    if isinstance(rao_samples, bool) or not isinstance(rao_samples, Integral) or int(rao_samples) < 1:
         raise ValueError(f"gumbel-rao needs rao_samples = a positive integer (draws of G | D), got {rao_samples!r}.")
 
 
 def _check_gap(gap: Any) -> None:
     if gap == "p":
         return
-    if isinstance(gap, bool) or not isinstance(gap, Real) or not (gap >= 0 and math.isfinite(gap)):
+    if isinstance(gap, bool) or not isinstance(gap, Real) or not (float(gap) >= 0 and math.isfinite(gap)):
         raise ValueError(f"gst needs gap = a finite number >= 0 or 'p' (adaptive, GST-p), got {gap!r}.")
 
 

@@ -93,7 +93,7 @@ def record_gif(
             obs = step.obs
             if bool(step.episode_done[0]):
                 break
-        imageio.mimsave(str(path), frames, duration=1.0 / fps, loop=0)
+        imageio.mimsave(str(path), frames, duration=1.0 / fps, loop=0)  # type: ignore[arg-type]  # ndarray frames
         return total
     finally:
         env.close()

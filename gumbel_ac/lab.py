@@ -29,8 +29,9 @@ import csv
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,9 @@ from gumbel_ac.lab_problems import SYNTHETIC_KINDS, Problem, load_run_problem, s
 
 #: Default temperature grid: log-spaced 0.1 .. 1 (5 points) and 1 .. 2 (3 points) so that
 #: reinmax (tau >= 1 only) gets three points.
-DEFAULT_TAUS: tuple[float, ...] = tuple(float(t) for t in np.unique(np.round(np.r_[np.geomspace(0.1, 1.0, 5), np.geomspace(1.0, 2.0, 3)], 4)))
+DEFAULT_TAUS: tuple[float, ...] = tuple(
+    float(t) for t in np.unique(np.round(np.r_[np.geomspace(0.1, 1.0, 5), np.geomspace(1.0, 2.0, 3)], 4))
+)
 DEFAULT_RAO_SAMPLES: tuple[int, ...] = (1, 10, 100)
 #: Estimators without a temperature: measured once per problem.
 TAU_FREE = frozenset({"score", "exact"})
@@ -72,7 +75,9 @@ class Variant:
         return int(self.options.get("rao_samples", 1))
 
 
-def default_variants(names: Sequence[str] | None = None, rao_samples: Sequence[int] = DEFAULT_RAO_SAMPLES) -> list[Variant]:
+def default_variants(
+    names: Sequence[str] | None = None, rao_samples: Sequence[int] = DEFAULT_RAO_SAMPLES
+) -> list[Variant]:
     """Every registered estimator (or ``names``), gumbel-rao once per ``rao_samples``."""
     out: list[Variant] = []
     for name in names or list(ESTIMATORS):
@@ -110,9 +115,7 @@ def exact_gradient(problem: Problem) -> torch.Tensor:
     return grad.detach()
 
 
-def draw_gradients(
-    problem: Problem, variant: Variant, tau: float, *, draws: int, seed: int
-) -> torch.Tensor:
+def draw_gradients(problem: Problem, variant: Variant, tau: float, *, draws: int, seed: int) -> torch.Tensor:
     """``M`` single-draw estimates of the gradient w.r.t. the logits: ``[S, M, K]``.
 
     The ``S * M`` draws are the batch of one estimator call (chunked by instance if large):
@@ -210,7 +213,9 @@ def format_table(rows: Sequence[Measurement], metrics: Sequence[str] = ("bias", 
             lines.append(f"\n{prob}  {metric}   (||exact grad|| = {norm:.3g}, draws = {sub[0].draws})")
             lines.append(f"{'estimator':<14}" + f"{'-':>8}" + "".join(f"{t:>8.3g}" for t in taus))
             for label in labels:
-                cells = {(r.tau if not math.isnan(r.tau) else None): getattr(r, metric) for r in sub if r.estimator == label}
+                cells = {
+                    (r.tau if not math.isnan(r.tau) else None): getattr(r, metric) for r in sub if r.estimator == label
+                }
                 row = f"{label:<14}" + f"{_fmt(cells[None]) if None in cells else '':>8}"
                 row += "".join(f"{_fmt(cells[t]) if t in cells else '':>8}" for t in taus)
                 lines.append(row)
@@ -233,7 +238,7 @@ def plot(rows: Sequence[Measurement], out_dir: str) -> list[str]:
     for prob in dict.fromkeys(r.problem for r in rows):
         sub = [r for r in rows if r.problem == prob]
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-        for ax, metric in zip(axes, ("bias", "variance", "mse")):
+        for ax, metric in zip(axes, ("bias", "variance", "mse"), strict=True):
             positive = [getattr(r, metric) for r in sub if getattr(r, metric) > 0]
             floor = min(positive) / 10 if positive else 1e-12
             for i, label in enumerate(dict.fromkeys(r.estimator for r in sub)):
@@ -248,7 +253,13 @@ def plot(rows: Sequence[Measurement], out_dir: str) -> list[str]:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("temperature tau")
-            ax.set_title({"bias": "relative bias ||E g - g*|| / ||g*||", "variance": "variance E||g - E g||^2", "mse": "MSE E||g - g*||^2"}[metric])
+            ax.set_title(
+                {
+                    "bias": "relative bias ||E g - g*|| / ||g*||",
+                    "variance": "variance E||g - E g||^2",
+                    "mse": "MSE E||g - g*||^2",
+                }[metric]
+            )
             ax.grid(True, which="both", alpha=0.3)
         axes[-1].legend(fontsize=8, loc="best")
         fig.suptitle(f"{prob}: gradient estimators vs exact ({sub[0].draws} draws)")
@@ -269,21 +280,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure bias, variance and MSE of every discrete gradient estimator against the "
         "exact gradient, as functions of the temperature tau.",
     )
-    p.add_argument("--problems", nargs="+", default=list(SYNTHETIC_KINDS), choices=SYNTHETIC_KINDS,
-                   help="synthetic problems to run (ignored with --run)")
-    p.add_argument("--num-actions", "-K", nargs="+", type=int, default=[2, 8, 64],
-                   help="numbers of actions K of the synthetic problems")
-    p.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
-                   help=f"estimators to measure (default: all of {', '.join(ESTIMATORS)})")
-    p.add_argument("--taus", nargs="+", type=float, default=list(DEFAULT_TAUS),
-                   help="temperature grid (reinmax uses only tau >= 1)")
-    p.add_argument("--rao-samples", nargs="+", type=int, default=list(DEFAULT_RAO_SAMPLES),
-                   help="conditional Gumbel draws R of gumbel-rao, one line per value")
+    p.add_argument(
+        "--problems",
+        nargs="+",
+        default=list(SYNTHETIC_KINDS),
+        choices=SYNTHETIC_KINDS,
+        help="synthetic problems to run (ignored with --run)",
+    )
+    p.add_argument(
+        "--num-actions",
+        "-K",
+        nargs="+",
+        type=int,
+        default=[2, 8, 64],
+        help="numbers of actions K of the synthetic problems",
+    )
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"estimators to measure (default: all of {', '.join(ESTIMATORS)})",
+    )
+    p.add_argument(
+        "--taus",
+        nargs="+",
+        type=float,
+        default=list(DEFAULT_TAUS),
+        help="temperature grid (reinmax uses only tau >= 1)",
+    )
+    p.add_argument(
+        "--rao-samples",
+        nargs="+",
+        type=int,
+        default=list(DEFAULT_RAO_SAMPLES),
+        help="conditional Gumbel draws R of gumbel-rao, one line per value",
+    )
     p.add_argument("--draws", "-M", type=int, default=1000, help="independent draws per measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the problems and of every estimator's draws")
     p.add_argument("--logit-scale", type=float, default=1.0, help="synthetic logits ~ scale * N(0, 1)")
-    p.add_argument("--run", default=None, metavar="RUN_DIR",
-                   help="measure on a trained run's critic at states visited by its policy instead")
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_DIR",
+        help="measure on a trained run's critic at states visited by its policy instead",
+    )
     p.add_argument("--env", default=None, help="env id for --run (default: from the run's config)")
     p.add_argument("--states", type=int, default=16, help="states sampled for --run")
     p.add_argument("--rollout-steps", type=int, default=200, help="vector steps run to collect states for --run")
@@ -307,11 +348,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in args.rao_samples:
             get_estimator("gumbel-rao", rao_samples=r)
         if args.run:
-            problems = [load_run_problem(args.run, num_states=args.states, rollout_steps=args.rollout_steps,
-                                         seed=args.seed, env_id=args.env)]
+            problems = [
+                load_run_problem(
+                    args.run, num_states=args.states, rollout_steps=args.rollout_steps, seed=args.seed, env_id=args.env
+                )
+            ]
         else:
-            problems = [synthetic_problem(kind, k, seed=args.seed, logit_scale=args.logit_scale)
-                        for kind in args.problems for k in args.num_actions]
+            problems = [
+                synthetic_problem(kind, k, seed=args.seed, logit_scale=args.logit_scale)
+                for kind in args.problems
+                for k in args.num_actions
+            ]
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

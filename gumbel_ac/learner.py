@@ -22,7 +22,8 @@ Shape legend as in :mod:`gumbel_ac.losses`.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ class TrainingError(RuntimeError):
 def make_estimator(name: str, *, rao_samples: int = 10) -> EstimatorFn:
     """The estimator ``name`` with its options (``rao_samples`` is used by ``gumbel-rao`` only)."""
     if name == "gumbel-rao":
-        return get_estimator(name, rao_samples=rao_samples)  # type: ignore[call-arg]
+        return get_estimator(name, rao_samples=rao_samples)
     return get_estimator(name)
 
 
@@ -105,16 +106,21 @@ class Learner:
         *,
         capturable: bool = False,
         grad_hook: Callable[[torch.Tensor], None] | None = None,
-    ) -> "Learner":
+    ) -> Learner:
         """The learner a :class:`~gumbel_ac.config.Config` describes (the native trainer's and
         the SB3 algorithm's, whose hyperparameters are validated as a Config)."""
         return cls(
             agent,
             estimator=make_estimator(config.estimator, rao_samples=config.rao_samples),
-            actor_lr=config.actor_lr, critic_lr=config.critic_lr, alpha_lr=config.alpha_lr,
-            autotune_alpha=config.autotune_alpha, gamma=config.gamma,
-            target_update_rate=config.target_update_rate, max_nonfinite_updates=config.max_nonfinite_updates,
-            capturable=capturable, grad_hook=grad_hook,
+            actor_lr=config.actor_lr,
+            critic_lr=config.critic_lr,
+            alpha_lr=config.alpha_lr,
+            autotune_alpha=config.autotune_alpha,
+            gamma=config.gamma,
+            target_update_rate=config.target_update_rate,
+            max_nonfinite_updates=config.max_nonfinite_updates,
+            capturable=capturable,
+            grad_hook=grad_hook,
         )
 
     # ------------------------------------------------------------------ buffers
@@ -159,8 +165,10 @@ class Learner:
         after the learner was built: the optimizer would then step tensors the agent no longer
         uses. Move with :meth:`Learner.to` instead.
         """
-        for flat, tensors in ((self.flat_param, [p.data for p in self._trained]),
-                              (self.flat_grad, [p.grad for p in self._trained])):
+        for flat, tensors in (
+            (self.flat_param, [p.data for p in self._trained]),
+            (self.flat_grad, [p.grad for p in self._trained]),
+        ):
             lo = flat.data_ptr()
             hi = lo + flat.numel() * flat.element_size()
             for t in tensors:
@@ -170,7 +178,7 @@ class Learner:
                         "agent moved with agent.to()?); move it with learner.to(device)"
                     )
 
-    def to(self, device: torch.device | str) -> "Learner":
+    def to(self, device: torch.device | str) -> Learner:
         """Move the agent, the optimizer state and the guard to ``device``; rebuild the views."""
         state = self.optimizer.state_dict()
         self.agent.to(device)
@@ -180,14 +188,16 @@ class Learner:
         self.max_nonfinite_streak = self.max_nonfinite_streak.to(device)
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Learner":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Learner:
         """An independent learner with the same weights, Adam state and guard, whose views
         point into its OWN flat buffers (a plain deep copy would copy the parameters out of
         the flat buffer and leave the copy's optimizer stepping orphaned tensors)."""
         other = copy.copy(self)
         other.agent = copy.deepcopy(self.agent, memo)
-        state = {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-                 for k, v in self.optimizer.state_dict().items()}
+        state = {
+            k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+            for k, v in self.optimizer.state_dict().items()
+        }
         other._build(state)
         other.nonfinite_streak = self.nonfinite_streak.clone()
         other.max_nonfinite_streak = self.max_nonfinite_streak.clone()
@@ -219,8 +229,13 @@ class Learner:
         flat_grad = self.flat_grad
         flat_grad.zero_()
         total, stats = compute_losses(
-            self.agent, batch, self.estimator, gamma=self.gamma, tau=temperature,
-            autotune_alpha=self.autotune_alpha, generator=generator,
+            self.agent,
+            batch,
+            self.estimator,
+            gamma=self.gamma,
+            tau=temperature,
+            autotune_alpha=self.autotune_alpha,
+            generator=generator,
         )
         total.backward()
         # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient

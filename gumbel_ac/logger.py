@@ -140,7 +140,7 @@ class MetricsLogger:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Write one row (``global_step`` plus metrics) to every sink."""
-        row = {"global_step": int(step)}
+        row: dict[str, float | int | None] = {"global_step": int(step)}
         row.update({k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in metrics.items()})
         self._file.write(json.dumps(row, sort_keys=True) + "\n")
         self._file.flush()

@@ -81,11 +81,13 @@ class LoopState:
     rows_added: int = 0
 
     @classmethod
-    def fresh(cls, obs: torch.Tensor, seed: int, device: torch.device) -> "LoopState":
+    def fresh(cls, obs: torch.Tensor, seed: int, device: torch.device) -> LoopState:
         """The state at step 0: generators seeded ``seed + i``, empty accumulators."""
         return cls(
             obs=obs,
-            generators={name: torch.Generator(device=device).manual_seed(seed + i) for i, name in enumerate(GENERATORS)},
+            generators={
+                name: torch.Generator(device=device).manual_seed(seed + i) for i, name in enumerate(GENERATORS)
+            },
             stats_sum=torch.zeros(len(UpdateStats.NAMES), device=device),
             ep_sums=torch.zeros(3, device=device),
         )
@@ -120,6 +122,7 @@ class LoopState:
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless ``state`` fits this loop (types, shapes, ranges); changes nothing."""
+
         def integer(key: str) -> int:
             value = state.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -133,7 +136,9 @@ class LoopState:
             raise ValueError("loop state 'train_seconds' must be a finite number")
         evals = state.get("evals")
         if not isinstance(evals, list) or not all(
-            isinstance(e, list) and len(e) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)
+            isinstance(e, list)
+            and len(e) == 4
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e)
             for e in evals
         ):
             raise ValueError("loop state 'evals' must be a list of [step, mean, std, seconds]")

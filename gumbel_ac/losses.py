@@ -61,16 +61,21 @@ class UpdateStats:
     q_mean: torch.Tensor
     nonfinite: torch.Tensor
 
-    def with_nonfinite(self, nonfinite: torch.Tensor) -> "UpdateStats":
+    def with_nonfinite(self, nonfinite: torch.Tensor) -> UpdateStats:
         """These stats with the step's non-finite flag set (the learner knows it last)."""
         return dataclasses.replace(self, nonfinite=nonfinite)
 
     def as_tensor(self) -> torch.Tensor:
-        return torch.stack(
-            [self.critic_loss, self.actor_loss, self.alpha, self.entropy, self.q_mean, self.nonfinite]
-        )
+        return torch.stack([self.critic_loss, self.actor_loss, self.alpha, self.entropy, self.q_mean, self.nonfinite])
 
-    NAMES = ("losses/critic", "losses/actor", "charts/alpha", "charts/entropy", "losses/q_mean", "charts/nonfinite_updates")
+    NAMES = (
+        "losses/critic",
+        "losses/actor",
+        "charts/alpha",
+        "charts/entropy",
+        "losses/q_mean",
+        "charts/nonfinite_updates",
+    )
 
 
 def soft_state_value(agent: Agent, logits_BK: torch.Tensor, q_BJ: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ Shape legend: ``B`` batch, ``D`` observation features, ``K`` concatenated action
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,7 @@ class TwinCritic(nn.Module):
         _init_linear_(self.w_obs, self.b_in, obs_dim + action_dim)
         self.hidden_w = nn.ParameterList()
         self.hidden_b = nn.ParameterList()
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             weight, bias = nn.Parameter(torch.empty(2, w_in, w_out)), nn.Parameter(torch.empty(2, 1, w_out))
             _init_linear_(weight, bias, w_in)
             self.hidden_w.append(weight)
@@ -89,7 +89,7 @@ class TwinCritic(nn.Module):
         """Hidden layers after the first and the output layer; ``h`` is ``[2, M, W]`` post-ReLU."""
         n_hidden = len(self.hidden_w)
         hidden_w, hidden_b = params[3 : 3 + n_hidden], params[3 + n_hidden : 3 + 2 * n_hidden]
-        for weight, bias in zip(hidden_w, hidden_b):
+        for weight, bias in zip(hidden_w, hidden_b, strict=True):
             h = F.relu(torch.baddbmm(bias, h, weight))
         return torch.baddbmm(params[-1], h, params[-2]).squeeze(-1)
 
@@ -101,7 +101,9 @@ class TwinCritic(nn.Module):
         h = F.relu(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)))
         return self._trunk(h, params)
 
-    def all_actions(self, obs_BD: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def all_actions(
+        self, obs_BD: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False
+    ) -> torch.Tensor:
         """``Q_i(s, a)`` for every joint action: ``[2, B, J]``, one trunk pass over ``B*J`` rows."""
         params = self._params(detach_params)
         w_obs, w_act, b_in = params[0], params[1], params[2]

@@ -1,8 +1,8 @@
 """Adam over one flat parameter buffer: a whole optimizer step in eight tensor ops.
 
 Why not ``torch.optim.Adam``: at our network sizes the update is per-op overhead bound
-(measured in benchmarks/update_cost.py). ``Adam(foreach=True)`` on CPU still loops over every parameter tensor (17 here),
-~0.5 ms of a 1.8 ms gradient step, and reads its step counter with ``.item()``. Here every
+(benchmarks/update_cost.py). ``Adam(foreach=True)`` on CPU still loops over every parameter
+tensor (17 here), ~0.5 ms of a 1.8 ms gradient step, and reads its step counter with ``.item()``. Here every
 trained parameter is a view into ONE flat tensor and every ``.grad`` a view into ONE flat
 gradient (see :func:`flatten_parameters_`), so Adam (Kingma & Ba 2015, Algorithm 1, with
 PyTorch's placement of ``eps`` after the bias-corrected square root) is a handful of ops on
@@ -18,7 +18,8 @@ safetensors + JSON, loadable with ``torch.load(weights_only=True)``).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -141,10 +142,10 @@ class FlatAdam:
         if self.capturable:
             self._step_t += 1
             # Same formula on device scalars (float64 count, as the Python path's powers).
-            bias1 = (1.0 - torch.pow(beta1, self._step_t)).to(grad.dtype)
-            bias2_sqrt = (1.0 - torch.pow(beta2, self._step_t)).sqrt().to(grad.dtype)
-            denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.eps)
-            update = (self.exp_avg * self._lr_vector()).mul_(self._lr_scale_t / bias1)
+            bias1_t = (1.0 - torch.pow(beta1, self._step_t)).to(grad.dtype)
+            bias2_sqrt_t = (1.0 - torch.pow(beta2, self._step_t)).sqrt().to(grad.dtype)
+            denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt_t).add_(self.eps)
+            update = (self.exp_avg * self._lr_vector()).mul_(self._lr_scale_t / bias1_t)
             self.flat_param.addcdiv_(update, denom, value=-1.0)
             return
         self._steps += 1
@@ -171,13 +172,17 @@ class FlatAdam:
             raise ValueError("optimizer state must be a dict")
         for key in ("exp_avg", "exp_avg_sq"):
             value = state.get(key)
-            if not isinstance(value, torch.Tensor) or value.shape != self.flat_param.shape \
-                    or value.dtype != self.flat_param.dtype:
+            if (
+                not isinstance(value, torch.Tensor)
+                or value.shape != self.flat_param.shape
+                or value.dtype != self.flat_param.dtype
+            ):
                 raise ValueError(f"optimizer state {key!r} does not match this model's parameters")
-        groups = state.get("param_groups")
+        groups: Any = state.get("param_groups")
         try:
             same = [(g["name"], g["start"], g["end"]) for g in groups] == [
-                (g["name"], g["start"], g["end"]) for g in self.param_groups]
+                (g["name"], g["start"], g["end"]) for g in self.param_groups
+            ]
             lrs = [float(g["lr"]) for g in groups]
             betas = [float(b) for b in state["betas"]]
             eps, lr_scale, steps = float(state["eps"]), float(state.get("lr_scale", 1.0)), state["steps"]
@@ -185,8 +190,13 @@ class FlatAdam:
             raise ValueError("optimizer state is missing fields or has the wrong types") from None
         if not same:
             raise ValueError("optimizer parameter groups do not match this model")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or len(betas) != 2 \
-                or not all(math.isfinite(x) for x in [*lrs, *betas, eps, lr_scale]):
+        if (
+            not isinstance(steps, int)
+            or isinstance(steps, bool)
+            or steps < 0
+            or len(betas) != 2
+            or not all(math.isfinite(x) for x in [*lrs, *betas, eps, lr_scale])
+        ):
             raise ValueError("optimizer state has an invalid step count, learning rate, beta or eps")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -196,7 +206,7 @@ class FlatAdam:
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps = int(state["steps"])
-        for group, saved in zip(self.param_groups, state["param_groups"]):
+        for group, saved in zip(self.param_groups, state["param_groups"], strict=True):
             group["lr"] = float(saved["lr"])
         self.betas = (float(state["betas"][0]), float(state["betas"][1]))
         self.eps = float(state["eps"])

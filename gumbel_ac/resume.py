@@ -73,7 +73,7 @@ def flatten_state(tree: dict[str, Any], path: tuple[str, ...] = ()) -> tuple[dic
     return tensors, mirror
 
 
-def unflatten_state(tensors: dict[str, torch.Tensor], mirror: dict[str, Any]) -> dict[str, Any]:
+def unflatten_state(tensors: dict[str, torch.Tensor], mirror: Any) -> dict[str, Any]:
     """Inverse of :func:`flatten_state`; ``ValueError`` on a missing or unreferenced tensor."""
     used: set[str] = set()
 
@@ -111,8 +111,9 @@ def collect_state(components: dict[str, Any], device: torch.device) -> tuple[dic
     return tensors, {"version": TRAINING_STATE_VERSION, "device": device.type, "state": mirror}
 
 
-def _checkpoint_state(ckpt: Path, config: Config, device: torch.device, spaces: dict[str, Any],
-                      components: dict[str, Any]) -> dict[str, Any]:
+def _checkpoint_state(
+    ckpt: Path, config: Config, device: torch.device, spaces: dict[str, Any], components: dict[str, Any]
+) -> dict[str, Any]:
     """A checkpoint's state tree, checked against every component; raises
     :class:`CheckpointError` (naming the file) and changes nothing."""
     loaded = load_run(ckpt, device="cpu")
@@ -125,20 +126,24 @@ def _checkpoint_state(ckpt: Path, config: Config, device: torch.device, spaces: 
         raise CheckpointError(
             f"{manifest}: training state version {version!r} cannot be resumed by this gumbel_ac (it writes and "
             f"resumes version {TRAINING_STATE_VERSION}); the weights still load: evaluate with eval.py, or start "
-            "a new run")
+            "a new run"
+        )
     if tmeta.get("device") != device.type:
         raise CheckpointError(
             f"{manifest}: the run was trained on {tmeta.get('device')} and its RNG states are device-specific; "
-            f"resume it with --device {tmeta.get('device')}")
+            f"resume it with --device {tmeta.get('device')}"
+        )
     try:
-        tree = unflatten_state(tensors, tmeta.get("state"))
+        tree = unflatten_state(tensors, tmeta.get("state"))  # checked to be a dict there
         if set(tree) != set(components):
             raise ValueError(f"it holds the components {sorted(tree)}, expected {sorted(components)}")
         tree["learner"] = {**tree["learner"], "agent": loaded.agent.state_dict()}
         step = tree["loop"].get("global_step")
         if step != meta["step"] or not isinstance(step, int) or step % config.num_envs:
-            raise ValueError(f"global_step {step!r} does not match the checkpoint step {meta['step']} "
-                             f"(a multiple of num_envs={config.num_envs})")
+            raise ValueError(
+                f"global_step {step!r} does not match the checkpoint step {meta['step']} "
+                f"(a multiple of num_envs={config.num_envs})"
+            )
         for name, comp in components.items():
             comp.check_state_dict(tree[name])
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -60,7 +60,13 @@ from gumbel_ac.seeding import derive_seed
 from gumbel_ac.vector import UnknownEnvError, describe_spaces, make_env
 
 __all__ = [
-    "EvalRecord", "TrainResult", "TrainingError", "TRAINING_STATE_VERSION", "resume_config", "train", "train_seeds",
+    "EvalRecord",
+    "TrainResult",
+    "TrainingError",
+    "TRAINING_STATE_VERSION",
+    "resume_config",
+    "train",
+    "train_seeds",
 ]
 
 
@@ -116,7 +122,7 @@ class _StopFlag:
         self.stop = False
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -130,7 +136,6 @@ class _StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
 
 
 # --------------------------------------------------------------------------------------
@@ -201,8 +206,10 @@ def train(config: Config) -> TrainResult:
     """
     config = config.validate()
     if config.num_seeds > 1:
-        raise ConfigError(f"train() trains one agent but num_seeds={config.num_seeds}; "
-                          "call gumbel_ac.train_seeds(config) to train every seed (train.py does)")
+        raise ConfigError(
+            f"train() trains one agent but num_seeds={config.num_seeds}; "
+            "call gumbel_ac.train_seeds(config) to train every seed (train.py does)"
+        )
     resume_dir: Path | None = None
     candidates: list[Path] = []
     if config.resume is not None:
@@ -280,8 +287,11 @@ class _Run:
                 )
         _check_replay_fits(config, obs_dim, action_spec.num_heads, device)
         agent = make_agent(
-            obs_dim=obs_dim, spec=action_spec, hidden_sizes=config.hidden_sizes,
-            alpha=config.alpha if config.alpha > 0 else 1e-8, target_entropy_ratio=config.target_entropy_ratio,
+            obs_dim=obs_dim,
+            spec=action_spec,
+            hidden_sizes=config.hidden_sizes,
+            alpha=config.alpha if config.alpha > 0 else 1e-8,
+            target_entropy_ratio=config.target_entropy_ratio,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all
@@ -304,8 +314,13 @@ class _Run:
             return
         config, state = self.config, self.state
         self.resumed_from = restore(
-            resume_dir, candidates, components=self.parts, config=config, device=self.device,
-            spaces=self.spaces, notes=self.notes,
+            resume_dir,
+            candidates,
+            components=self.parts,
+            config=config,
+            device=self.device,
+            spaces=self.spaces,
+            notes=self.notes,
         )
         if "env" not in self.parts:
             # A Gymnasium numpy env's state cannot be captured in general: re-seed it from
@@ -313,17 +328,21 @@ class _Run:
             state.obs = self.env.reset(seed=derive_seed(config.seed, state.global_step))
             self.notes.append(
                 f"note: {config.env} is a Gymnasium numpy env: its state is not restorable; it was re-seeded "
-                "from (seed, step) and the run continues from fresh episodes")
+                "from (seed, step) and the run continues from fresh episodes"
+            )
 
     def start(self) -> None:
         """Run folder, ``config.json``, logger and the update's (optionally captured) body."""
         config, state = self.config, self.state
         # Every rank takes rank 0's weights, Adam state and counters.
         state.global_step, state.updates_in_window = self.dist.sync_start(
-            self.learner, [state.global_step, state.updates_in_window])
+            self.learner, [state.global_step, state.updates_in_window]
+        )
         if state.global_step % self.steps_per_iter:
-            raise ConfigError(f"the checkpoint's step {state.global_step} is not a multiple of num_envs x ranks = "
-                              f"{self.steps_per_iter}: resume with the number of ranks it was trained with")
+            raise ConfigError(
+                f"the checkpoint's step {state.global_step} is not a multiple of num_envs x ranks = "
+                f"{self.steps_per_iter}: resume with the number of ranks it was trained with"
+            )
         if self.resuming and not self.dist.is_main:
             # Ranks > 0 are not in the checkpoint: re-seed from (seed, rank, step), empty replay.
             seed = self.dist.resume_seed(config.seed, state.global_step)
@@ -338,16 +357,30 @@ class _Run:
             self.run_dir = Path(config.runs_dir) / (config.run_name or "")
         if self.resumed_from is not None:
             dropped = truncate_metrics(self.run_dir / "metrics.jsonl", state.global_step)
-            self.notes.insert(0, f"resuming {self.run_dir} from {self.resumed_from.name} at step {state.global_step} "
-                                 f"({dropped} metrics line(s) written after that checkpoint dropped)")
+            self.notes.insert(
+                0,
+                f"resuming {self.run_dir} from {self.resumed_from.name} at step {state.global_step} "
+                f"({dropped} metrics line(s) written after that checkpoint dropped)",
+            )
         if config.cuda_graphs and not self.graphed:
-            why = "needs a CUDA device" if self.device.type != "cuda" else "not under torchrun (the all-reduce is not captured)"
+            why = (
+                "needs a CUDA device"
+                if self.device.type != "cuda"
+                else "not under torchrun (the all-reduce is not captured)"
+            )
             self.notes.append(f"--cuda-graphs {why}; running the update eagerly")
         if self.dist.is_main:
             self.logger = MetricsLogger(
-                self.run_dir, total_steps=config.total_steps, estimator=config.estimator, progress=config.progress,
-                track=config.track, wandb_project=config.wandb_project, wandb_entity=config.wandb_entity,
-                run_name=self.run_dir.name, config=config.to_dict(), start_step=state.global_step,
+                self.run_dir,
+                total_steps=config.total_steps,
+                estimator=config.estimator,
+                progress=config.progress,
+                track=config.track,
+                wandb_project=config.wandb_project,
+                wandb_entity=config.wandb_entity,
+                run_name=self.run_dir.name,
+                config=config.to_dict(),
+                start_step=state.global_step,
             )
         for note in self.notes:
             self.logger.message(note)
@@ -356,8 +389,10 @@ class _Run:
         self.temperature_t = torch.zeros((), device=self.device)
         gens = state.generators
         self.captured_update = CapturedStep(
-            lambda: self.update_body(self.temperature_t), generators=[gens["replay"], gens["update"]],
-            enabled=self.graphed, report=self.logger.message,
+            lambda: self.update_body(self.temperature_t),
+            generators=[gens["replay"], gens["update"]],
+            enabled=self.graphed,
+            report=self.logger.message,
         )
         self.sample = self.buffer.sample_on_device if self.graphed else self.buffer.sample
 
@@ -372,8 +407,12 @@ class _Run:
         interrupted = False
         with _StopFlag() as stop:
             self.tic = self.window_start = time.perf_counter()
-            if state.finished and state.global_step < self.end_step and config.eval_every > 0 \
-                    and state.global_step % config.eval_every == 0:
+            if (
+                state.finished
+                and state.global_step < self.end_step
+                and config.eval_every > 0
+                and state.global_step % config.eval_every == 0
+            ):
                 # A finished run skipped the periodic evaluation at its last step (the final
                 # one took its place, and its rows were dropped): an extended run does it now,
                 # as an uninterrupted longer run would have.
@@ -409,7 +448,9 @@ class _Run:
         state.obs = step.obs
         state.rows_added += config.num_envs
         done = step.episode_done.to(state.ep_sums.dtype)
-        state.ep_sums += torch.stack([done.sum(), (step.episode_return * done).sum(), (step.episode_length * done).sum()])
+        state.ep_sums += torch.stack(
+            [done.sum(), (step.episode_return * done).sum(), (step.episode_length * done).sum()]
+        )
 
     def update(self) -> None:
         """Phase 2: ``updates_per_step`` learner steps once the buffer holds a batch."""
@@ -470,7 +511,7 @@ class _Run:
             "charts/updates": float(state.updates_in_window),
         }
         if state.updates_in_window:
-            for name, value in zip(UpdateStats.NAMES, host[:num_stats]):
+            for name, value in zip(UpdateStats.NAMES, host[:num_stats], strict=True):
                 metrics[name] = value / (state.updates_in_window * ranks)
         count = host[num_stats]
         if count > 0:
@@ -493,11 +534,19 @@ class _Run:
         config, state = self.config, self.state
         self._pause_clock()
         returns = evaluate(
-            self.learner.agent, self.eval_env_id, episodes=config.eval_episodes, seed=config.seed + 1000,
-            device=self.device, env_kwargs=config.eval_env_kwargs(),
+            self.learner.agent,
+            self.eval_env_id,
+            episodes=config.eval_episodes,
+            seed=config.seed + 1000,
+            device=self.device,
+            env_kwargs=config.eval_env_kwargs(),
         )
-        state.evals.append(EvalRecord(state.global_step, float(returns.mean()), float(returns.std()), state.train_seconds))
-        self.logger.log(state.global_step, {"eval/mean_return": state.evals[-1].mean, "eval/std_return": state.evals[-1].std})
+        state.evals.append(
+            EvalRecord(state.global_step, float(returns.mean()), float(returns.std()), state.train_seconds)
+        )
+        self.logger.log(
+            state.global_step, {"eval/mean_return": state.evals[-1].mean, "eval/std_return": state.evals[-1].std}
+        )
         self.tic = self.window_start = time.perf_counter()
 
     def checkpoint(self, *, finished: bool) -> Path | None:
@@ -513,12 +562,19 @@ class _Run:
         tensors, tmeta = collect_state(self.parts, self.device)
         try:
             return save_checkpoint(
-                self.run_dir, step=state.global_step, agent=self.learner.agent, config=self.config,
-                spaces=self.spaces, keep=self.config.keep_checkpoints, training_state=tensors, training_meta=tmeta,
+                self.run_dir,
+                step=state.global_step,
+                agent=self.learner.agent,
+                config=self.config,
+                spaces=self.spaces,
+                keep=self.config.keep_checkpoints,
+                training_state=tensors,
+                training_meta=tmeta,
             )
         except OSError as exc:  # disk full etc.: report, keep the previous checkpoint, go on
-            self.logger.message(f"warning: checkpoint at step {state.global_step} failed ({exc}); "
-                                "the previous one is kept")
+            self.logger.message(
+                f"warning: checkpoint at step {state.global_step} failed ({exc}); the previous one is kept"
+            )
             return None
 
     # ------------------------------------------------------------------ the end
@@ -527,16 +583,24 @@ class _Run:
         config, state = self.config, self.state
         final_mean = final_std = float("nan")
         if interrupted:
-            self.logger.message(f"interrupted at step {state.global_step}: checkpoint written to "
-                                f"{self.final_checkpoint}; continue with: python train.py --resume {self.run_dir}")
+            self.logger.message(
+                f"interrupted at step {state.global_step}: checkpoint written to "
+                f"{self.final_checkpoint}; continue with: python train.py --resume {self.run_dir}"
+            )
         elif config.final_eval_episodes > 0 and self.dist.is_main:
             returns = evaluate(
-                self.learner.agent, self.eval_env_id, episodes=config.final_eval_episodes, seed=config.seed + 2000,
-                device=self.device, env_kwargs=config.eval_env_kwargs(),
+                self.learner.agent,
+                self.eval_env_id,
+                episodes=config.final_eval_episodes,
+                seed=config.seed + 2000,
+                device=self.device,
+                env_kwargs=config.eval_env_kwargs(),
             )
             final_mean, final_std = float(returns.mean()), float(returns.std())
             state.evals.append(EvalRecord(state.global_step, final_mean, final_std, state.train_seconds))
-            self.logger.log(state.global_step, {"eval/final_mean_return": final_mean, "eval/final_std_return": final_std})
+            self.logger.log(
+                state.global_step, {"eval/final_mean_return": final_mean, "eval/final_std_return": final_std}
+            )
             self.logger.message(
                 f"final deterministic eval over {config.final_eval_episodes} episodes on {self.eval_env_id}: "
                 f"{final_mean:.1f} ± {final_std:.1f}  (run folder: {self.run_dir})"

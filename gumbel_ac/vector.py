@@ -79,7 +79,9 @@ class _EpisodeStats:
         self.ret = torch.zeros(num_envs, device=device)
         self.length = torch.zeros(num_envs, dtype=torch.long, device=device)
 
-    def step(self, reward: torch.Tensor, done: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, reward: torch.Tensor, done: torch.Tensor, valid: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inc = torch.ones_like(self.length) if valid is None else valid.long()
         self.ret += reward if valid is None else reward * valid
         self.length += inc

@@ -16,8 +16,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -62,13 +63,17 @@ def install_dump(folder: str) -> None:
         result = finish(self, interrupted)
         learner = self.learner
         tensors = {
-            "flat_param": learner.flat_param, "flat_critic_target": learner.flat_critic_target,
-            "log_alpha": learner.agent.log_alpha.data, "exp_avg": learner.optimizer.exp_avg,
+            "flat_param": learner.flat_param,
+            "flat_critic_target": learner.flat_critic_target,
+            "log_alpha": learner.agent.log_alpha.data,
+            "exp_avg": learner.optimizer.exp_avg,
             "exp_avg_sq": learner.optimizer.exp_avg_sq,
         }
         Path(folder).mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().reshape(-1).cpu().clone() for k, v in tensors.items()},
-                  str(Path(folder) / f"rank{self.dist.rank}.safetensors"))
+        save_file(
+            {k: v.detach().reshape(-1).cpu().clone() for k, v in tensors.items()},
+            str(Path(folder) / f"rank{self.dist.rank}.safetensors"),
+        )
         return result
 
     trainer._Run.finish = finish_and_dump  # type: ignore[method-assign]
@@ -87,7 +92,7 @@ def main() -> int:
         install_dump(hooks.dump)
     import train
 
-    return train.main(argv[split + 1:])
+    return train.main(argv[split + 1 :])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,14 @@ def test_update_cost_reports_the_learner_step() -> None:
 
 
 def test_solve_time_throughput_mode_runs_ours() -> None:
-    out = _run("benchmarks/solve_time.py", "--throughput", "--only", "ours", "--throughput-envs", "4",
-               "--throughput-iters", "3")
+    out = _run(
+        "benchmarks/solve_time.py",
+        "--throughput",
+        "--only",
+        "ours",
+        "--throughput-envs",
+        "4",
+        "--throughput-iters",
+        "3",
+    )
     assert re.search(r"^\| gumbel_ac gumbel_ac/CartPole-v1 N=4 \(CPU\) \| [\d,]+ \|$", out, re.MULTILINE), out

@@ -24,15 +24,16 @@ import pickle
 import random
 import resource
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import save as st_save
 
 from gumbel_ac.agent import make_agent
-from gumbel_ac.checkpoint import MODEL_FILE, META_FILE, TRAINING_FILE, CheckpointError, load_run, save_checkpoint
+from gumbel_ac.checkpoint import META_FILE, MODEL_FILE, TRAINING_FILE, CheckpointError, load_run, save_checkpoint
 from gumbel_ac.config import Config
 from gumbel_ac.distributions import ActionSpec
 
@@ -61,7 +62,11 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     cfg = Config(hidden_sizes=(8,))
     agent = make_agent(obs_dim=4, spec=ActionSpec((2,)), hidden_sizes=(8,), alpha=0.05, target_entropy_ratio=0.1)
     ckpt = save_checkpoint(
-        root, step=32, agent=agent, config=cfg, spaces=SPACES,
+        root,
+        step=32,
+        agent=agent,
+        config=cfg,
+        spaces=SPACES,
         training_state={"rng.act": torch.Generator().manual_seed(1).get_state(), "loop.obs": torch.zeros(2, 4)},
         training_meta={"version": 1},
     )
@@ -77,8 +82,9 @@ class Case:
         self.dir.mkdir(parents=True)
         self.pristine = pristine
 
-    def write(self, model: bytes | None = None, meta: bytes | dict[str, Any] | None = None,
-              fix_checksum: bool = True) -> None:
+    def write(
+        self, model: bytes | None = None, meta: bytes | dict[str, Any] | None = None, fix_checksum: bool = True
+    ) -> None:
         """Write the files: ``model`` bytes (default pristine), ``meta`` bytes or a manifest dict
         (default pristine), with the manifest's sha256 of the model updated when asked."""
         model = self.pristine[MODEL_FILE] if model is None else model
@@ -130,9 +136,34 @@ def _flip(data: bytes, rng: random.Random, header_bias: bool) -> bytes:
 
 
 _HOSTILE_VALUES: list[Any] = [
-    None, True, False, 0, -1, 1, 2**31, 2**63, 10**30, -(10**30), 1e308, -1e308, float("nan"), float("inf"),
-    "", "x" * 1000, "../../etc/passwd", [], [0], [2**40], [-1], [65536] * 16, [1] * 100, {}, {"a": 1},
-    [[[]]], 0.5, "64",
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**31,
+    2**63,
+    10**30,
+    -(10**30),
+    1e308,
+    -1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "x" * 1000,
+    "../../etc/passwd",
+    [],
+    [0],
+    [2**40],
+    [-1],
+    [65536] * 16,
+    [1] * 100,
+    {},
+    {"a": 1},
+    [[[]]],
+    0.5,
+    "64",
 ]
 
 
@@ -181,19 +212,31 @@ def _families(case: Case, scale: int) -> dict[str, dict[str, int]]:
     model = pristine[MODEL_FILE]
     results = {}
     results["model_flip"] = _run_family(
-        case, "model_flip", FUZZ_CASES["model_flip"] * scale, scale,
+        case,
+        "model_flip",
+        FUZZ_CASES["model_flip"] * scale,
+        scale,
         lambda rng, i: case.write(model=_flip(model, rng, header_bias=i % 2 == 0), fix_checksum=i % 10 != 0),
     )
     results["model_truncate"] = _run_family(
-        case, "model_truncate", FUZZ_CASES["model_truncate"] * scale, scale,
+        case,
+        "model_truncate",
+        FUZZ_CASES["model_truncate"] * scale,
+        scale,
         lambda rng, i: case.write(model=model[: rng.randrange(len(model))], fix_checksum=i % 5 != 0),
     )
     results["meta_flip"] = _run_family(
-        case, "meta_flip", FUZZ_CASES["meta_flip"] * scale, scale,
+        case,
+        "meta_flip",
+        FUZZ_CASES["meta_flip"] * scale,
+        scale,
         lambda rng, i: case.write(meta=_flip(pristine[META_FILE], rng, header_bias=False)),
     )
     results["meta_mutate"] = _run_family(
-        case, "meta_mutate", FUZZ_CASES["meta_mutate"] * scale, scale,
+        case,
+        "meta_mutate",
+        FUZZ_CASES["meta_mutate"] * scale,
+        scale,
         lambda rng, i: case.write(meta=_mutate(manifest, rng)),
     )
     return results
@@ -228,10 +271,10 @@ def test_huge_declared_shape_is_refused_without_allocating(case: Case) -> None:
     manifest's sha256 matching: the checksum passes; safetensors must refuse the header."""
     rss0 = _rss_mib()
     for shape, offsets in [
-        ([10**12], [0, 4 * 10**12]),          # consistent header, data missing
-        ([10**12], [0, 8]),                   # shape and offsets disagree
-        ([2**32, 2**32, 2**32], [0, 8]),      # element count overflows 64 bits
-        ([2, 1], [0, 2**64 - 1]),             # offset at the u64 limit
+        ([10**12], [0, 4 * 10**12]),  # consistent header, data missing
+        ([10**12], [0, 8]),  # shape and offsets disagree
+        ([2**32, 2**32, 2**32], [0, 8]),  # element count overflows 64 bits
+        ([2, 1], [0, 2**64 - 1]),  # offset at the u64 limit
     ]:
         header = {"log_alpha": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}
         case.write(model=_safetensors_with_header(header, b"\0" * 8))
@@ -302,8 +345,11 @@ def test_hostile_manifests(case: Case, pristine: dict[str, bytes]) -> None:
         case.write(meta=raw)
         assert case.check(label) == "error", label
     dict_cases = {
-        "hidden_sizes of a terabyte net": {**manifest, "config": {**manifest["config"], "hidden_sizes": [65536] * 16},
-                                           "obs_dim": 1 << 24},
+        "hidden_sizes of a terabyte net": {
+            **manifest,
+            "config": {**manifest["config"], "hidden_sizes": [65536] * 16},
+            "obs_dim": 1 << 24,
+        },
         "64 action heads of 2": {**manifest, "action_nvec": [2] * 64},
         "step as string": {**manifest, "step": "32"},
         "files as list": {**manifest, "files": [MODEL_FILE]},
@@ -337,8 +383,9 @@ def test_non_regular_files(case: Case, tmp_path: Path) -> None:
         load_run(case.dir)
 
 
-def test_eval_cli_on_a_hostile_checkpoint(case: Case, pristine: dict[str, bytes], script_main: Any,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_cli_on_a_hostile_checkpoint(
+    case: Case, pristine: dict[str, bytes], script_main: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """eval.py's main: a header-corrupted model with a fixed-up checksum -> exit 2, one line.
 
     In-process (``main(argv)``): the subprocess smoke test of eval.py lives with the train ->

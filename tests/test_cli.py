@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -35,8 +35,13 @@ def _save_untrained_run(run_dir: Path, config: Config) -> Path:
     env = make_env(config.env, num_envs=1, **config.env_kwargs_dict())
     spaces = describe_spaces(env.single_observation_space, env.single_action_space)
     torch.manual_seed(0)
-    agent = make_agent(obs_dim=env.obs_dim, spec=ActionSpec.from_space(env.single_action_space), hidden_sizes=config.hidden_sizes,
-                       alpha=config.alpha, target_entropy_ratio=config.target_entropy_ratio)
+    agent = make_agent(
+        obs_dim=env.obs_dim,
+        spec=ActionSpec.from_space(env.single_action_space),
+        hidden_sizes=config.hidden_sizes,
+        alpha=config.alpha,
+        target_entropy_ratio=config.target_entropy_ratio,
+    )
     env.close()
     return save_checkpoint(run_dir, step=100, agent=agent, config=config, spaces=spaces)
 
@@ -62,15 +67,17 @@ def error_of(main: Main, argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 # ----------------------------------------------------------------------------- eval.py
 
 
-def test_eval_ok_returns_0_and_prints_the_summary(script_main: Callable[[str], Main], run_dir: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_ok_returns_0_and_prints_the_summary(
+    script_main: Callable[[str], Main], run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert script_main("eval")([str(run_dir), "--episodes", "2", "--stochastic"]) == 0
     out = capsys.readouterr().out
     assert "CartPole-v1:" in out and "over 2 stochastic episodes" in out and "step 100" in out
 
 
-def test_eval_bad_inputs_are_one_line(script_main: Callable[[str], Main], run_dir: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_bad_inputs_are_one_line(
+    script_main: Callable[[str], Main], run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main = script_main("eval")
     assert "no such file" in error_of(main, [str(tmp_path / "missing")], capsys)
     assert "does not match" in error_of(main, [str(run_dir), "--env", "Acrobot-v1"], capsys)
@@ -87,8 +94,9 @@ def test_eval_bad_inputs_are_one_line(script_main: Callable[[str], Main], run_di
     assert "checksum mismatch" in error_of(main, [str(run_dir)], capsys)
 
 
-def test_eval_flag_errors_return_2_instead_of_raising(script_main: Callable[[str], Main],
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_flag_errors_return_2_instead_of_raising(
+    script_main: Callable[[str], Main], capsys: pytest.CaptureFixture[str]
+) -> None:
     """argparse exits through SystemExit; main turns it into a returned status."""
     main = script_main("eval")
     assert main(["some_run", "--episodes", "many"]) == 2
@@ -97,8 +105,9 @@ def test_eval_flag_errors_return_2_instead_of_raising(script_main: Callable[[str
     assert "--episodes" in capsys.readouterr().out
 
 
-def test_eval_applies_the_runs_env_kwargs_only_to_its_own_env(script_main: Callable[[str], Main], tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_applies_the_runs_env_kwargs_only_to_its_own_env(
+    script_main: Callable[[str], Main], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A DeepSea run of size 6 has 36 inputs: evaluating it needs the run's env kwargs, whether
     the env is implied (the run's) or named with --env; another env gets none (and mismatches)."""
     config = Config(env="gumbel_ac/DeepSea-v0", env_kwargs='{"size": 6}', hidden_sizes=(8,))
@@ -116,10 +125,10 @@ def test_eval_uses_the_configs_eval_env_kwargs_rule() -> None:
     """The rule eval.py now delegates to: the run's kwargs on its own env, none on another."""
     config = Config(env="gumbel_ac/DeepSea-v0", env_kwargs='{"size": 6}')
     assert config.eval_env_kwargs() == {"size": 6}
-    assert Config(**{**config.to_dict(), "hidden_sizes": (64, 64), "eval_env": "gumbel_ac/DeepSea-v0"}
-                  ).eval_env_kwargs() == {"size": 6}
-    assert Config(**{**config.to_dict(), "hidden_sizes": (64, 64), "eval_env": "CartPole-v1"}
-                  ).eval_env_kwargs() == {}
+    assert Config(
+        **{**config.to_dict(), "hidden_sizes": (64, 64), "eval_env": "gumbel_ac/DeepSea-v0"}
+    ).eval_env_kwargs() == {"size": 6}
+    assert Config(**{**config.to_dict(), "hidden_sizes": (64, 64), "eval_env": "CartPole-v1"}).eval_env_kwargs() == {}
 
 
 # ----------------------------------------------------------------------------- train.py
@@ -136,15 +145,21 @@ def test_eval_uses_the_configs_eval_env_kwargs_rule() -> None:
         (["--resume", "no/such/run"], "no/such/run"),
     ],
 )
-def test_train_bad_inputs_are_one_line(script_main: Callable[[str], Main], tmp_path: Path, argv: list[str],
-                                       message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_bad_inputs_are_one_line(
+    script_main: Callable[[str], Main],
+    tmp_path: Path,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     main = script_main("train")
     line = error_of(main, [*argv, "--runs-dir", str(tmp_path), "--no-progress", "--total-steps", "100"], capsys)
     assert message in line
 
 
-def test_train_flag_errors_and_help_return_instead_of_raising(script_main: Callable[[str], Main],
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_flag_errors_and_help_return_instead_of_raising(
+    script_main: Callable[[str], Main], capsys: pytest.CaptureFixture[str]
+) -> None:
     main = script_main("train")
     assert main(["--no-such-flag"]) == 2
     assert "--no-such-flag" in capsys.readouterr().err
@@ -152,8 +167,9 @@ def test_train_flag_errors_and_help_return_instead_of_raising(script_main: Calla
     assert "--gumbel-temperature" in capsys.readouterr().out
 
 
-def test_error_line_names_only_the_problem(script_main: Callable[[str], Main], tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_error_line_names_only_the_problem(
+    script_main: Callable[[str], Main], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A user error is not a crash: no traceback, nothing written to a run folder's metrics."""
     main = script_main("train")
     line = error_of(main, ["--actor-lr", "-0.1", "--runs-dir", str(tmp_path), "--run-name", "x"], capsys)
@@ -171,17 +187,41 @@ def test_scripts_round_trip_in_subprocesses(tmp_path: Path) -> None:
     env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT))
 
     def script(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
 
-    proc = script(str(ROOT / "train.py"), "--total-steps", "600", "--learning-starts", "200", "--eval-every", "0",
-                  "--final-eval-episodes", "2", "--no-progress", "--runs-dir", str(tmp_path), "--run-name", "cli",
-                  "--track")
+    proc = script(
+        str(ROOT / "train.py"),
+        "--total-steps",
+        "600",
+        "--learning-starts",
+        "200",
+        "--eval-every",
+        "0",
+        "--final-eval-episodes",
+        "2",
+        "--no-progress",
+        "--runs-dir",
+        str(tmp_path),
+        "--run-name",
+        "cli",
+        "--track",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cli" / "wandb").is_dir()  # offline wandb run written, no network needed
     gif = tmp_path / "ep.gif"
-    ok = script(str(ROOT / "eval.py"), str(tmp_path / "cli"), "--episodes", "3", "--seed", "1", "--stochastic",
-                "--gif", str(gif))
+    ok = script(
+        str(ROOT / "eval.py"),
+        str(tmp_path / "cli"),
+        "--episodes",
+        "3",
+        "--seed",
+        "1",
+        "--stochastic",
+        "--gif",
+        str(gif),
+    )
     assert ok.returncode == 0, ok.stderr
     assert "over 3 stochastic episodes" in ok.stdout and "±" in ok.stdout
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")

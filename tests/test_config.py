@@ -25,10 +25,12 @@ from gumbel_ac.trainer import train
 nan, inf = math.nan, math.inf
 
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
-    "env": st.sampled_from(["gumbel_ac/CartPole-v1", "CartPole-v1", "FrozenLake-v1", "NoSuchEnv-v0",
-                            "Pendulum-v1", ""]),
-    "estimator": st.sampled_from(["gumbel-st", "score", "exact", "gumbel-soft", "softmax-st", "reinmax",
-                                  "gumbel-rao", "nope"]),
+    "env": st.sampled_from(
+        ["gumbel_ac/CartPole-v1", "CartPole-v1", "FrozenLake-v1", "NoSuchEnv-v0", "Pendulum-v1", ""]
+    ),
+    "estimator": st.sampled_from(
+        ["gumbel-st", "score", "exact", "gumbel-soft", "softmax-st", "reinmax", "gumbel-rao", "nope"]
+    ),
     "seed": st.sampled_from([0, 1, -3, 2**40]),
     "total_steps": st.sampled_from([-1, 0, 1, 16, 100, 300]),
     "num_envs": st.sampled_from([-1, 0, 1, 3, 8]),
@@ -63,14 +65,32 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     # Wrong Python types, as the Python API (unlike the CLI) lets through.
     "device": st.sampled_from(["cpu", "auto", "tpu"]),
 }
-WRONG_TYPES: dict[str, Any] = {"total_steps": "300", "gamma": "0.9", "hidden_sizes": [16], "seed": 1.5,
-                               "progress": 1, "num_envs": 2.0, "autotune_alpha": "yes", "alpha": None}
+WRONG_TYPES: dict[str, Any] = {
+    "total_steps": "300",
+    "gamma": "0.9",
+    "hidden_sizes": [16],
+    "seed": 1.5,
+    "progress": 1,
+    "num_envs": 2.0,
+    "autotune_alpha": "yes",
+    "alpha": None,
+}
 
 
 #: A small valid config (a few hundred env steps) that each drawn config starts from.
-BASE_FIELDS: dict[str, Any] = dict(total_steps=100, num_envs=4, learning_starts=16, batch_size=16, buffer_size=1000,
-                                   hidden_sizes=(16,), eval_every=0, final_eval_episodes=1, eval_episodes=1,
-                                   log_every=50, checkpoint_every=0)
+BASE_FIELDS: dict[str, Any] = dict(
+    total_steps=100,
+    num_envs=4,
+    learning_starts=16,
+    batch_size=16,
+    buffer_size=1000,
+    hidden_sizes=(16,),
+    eval_every=0,
+    final_eval_episodes=1,
+    eval_episodes=1,
+    log_every=50,
+    checkpoint_every=0,
+)
 
 
 @st.composite

@@ -55,14 +55,18 @@ def test_critic_target_by_hand() -> None:
     expected = []
     for i in range(3):
         pi = torch.softmax(next_logits[i], -1)
-        q = torch.stack(
-            [
-                torch.stack(
-                    [agent.critic_target(next_obs[i : i + 1], torch.eye(3)[a : a + 1])[c, 0] for a in range(3)]
-                )
-                for c in range(2)
-            ]
-        ).min(0).values
+        q = (
+            torch.stack(
+                [
+                    torch.stack(
+                        [agent.critic_target(next_obs[i : i + 1], torch.eye(3)[a : a + 1])[c, 0] for a in range(3)]
+                    )
+                    for c in range(2)
+                ]
+            )
+            .min(0)
+            .values
+        )
         v = sum(float(pi[a]) * (float(q[a]) - 0.3 * math.log(float(pi[a]))) for a in range(3))
         expected.append(float(reward[i]) + (0.0 if bool(terminated[i]) else gamma * v))
     assert torch.allclose(y, torch.tensor(expected), atol=1e-5)
@@ -104,8 +108,14 @@ def test_replay_buffer_wraps_and_samples() -> None:
     # A NEXT_STEP mask drops the rows that are not transitions.
     buf2 = ReplayBuffer(10, obs_dim=1, num_heads=1, device="cpu")
     obs = torch.arange(4, dtype=torch.float32).unsqueeze(-1)
-    buf2.add(obs, torch.zeros(4, 1, dtype=torch.long), obs.squeeze(-1), obs, torch.zeros(4, dtype=torch.bool),
-             valid_N=torch.tensor([True, False, True, False]))
+    buf2.add(
+        obs,
+        torch.zeros(4, 1, dtype=torch.long),
+        obs.squeeze(-1),
+        obs,
+        torch.zeros(4, dtype=torch.bool),
+        valid_N=torch.tensor([True, False, True, False]),
+    )
     assert len(buf2) == 2 and buf2.obs_CD[:2].squeeze(-1).tolist() == [0.0, 2.0]
 
 
@@ -134,8 +144,18 @@ def test_config_validation_messages() -> None:
 
 
 def test_train_in_process_writes_run(tmp_path: Path) -> None:
-    cfg = Config(total_steps=800, learning_starts=200, eval_every=400, log_every=200, checkpoint_every=400,
-                 final_eval_episodes=2, eval_episodes=2, progress=False, runs_dir=str(tmp_path), run_name="r")
+    cfg = Config(
+        total_steps=800,
+        learning_starts=200,
+        eval_every=400,
+        log_every=200,
+        checkpoint_every=400,
+        final_eval_episodes=2,
+        eval_episodes=2,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="r",
+    )
     result = train(cfg)
     run = tmp_path / "r"
     assert (run / "config.json").is_file()
@@ -148,8 +168,17 @@ def test_train_in_process_writes_run(tmp_path: Path) -> None:
 
 
 def test_discrete_observations_are_one_hot(tmp_path: Path) -> None:
-    cfg = Config(env="FrozenLake-v1", total_steps=400, learning_starts=100, eval_every=0, final_eval_episodes=2,
-                 eval_episodes=2, progress=False, runs_dir=str(tmp_path), run_name="fl")
+    cfg = Config(
+        env="FrozenLake-v1",
+        total_steps=400,
+        learning_starts=100,
+        eval_every=0,
+        final_eval_episodes=2,
+        eval_episodes=2,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="fl",
+    )
     result = train(cfg)
     meta = json.loads(next((tmp_path / "fl" / "checkpoints").iterdir()).joinpath("meta.json").read_text())
     assert meta["obs_dim"] == 16 and meta["spaces"]["observation_space"]["type"] == "Discrete"
@@ -174,9 +203,22 @@ def test_track_without_wandb_login_is_one_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), WANDB_CONFIG_DIR=str(tmp_path / "cfg"))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--track", "--total-steps", "100", "--no-progress",
-         "--runs-dir", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--track",
+            "--total-steps",
+            "100",
+            "--no-progress",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error: ")]
@@ -202,9 +244,20 @@ def test_repeated_nonfinite_updates_stop_training_clearly(tmp_path: Path) -> Non
 
     if "test/NaNReward-v0" not in gym.registry:
         gym.register("test/NaNReward-v0", entry_point=_NaNRewardEnv, max_episode_steps=20)
-    cfg = Config(env="test/NaNReward-v0", num_envs=2, total_steps=400, learning_starts=20, batch_size=8,
-                 log_every=40, eval_every=0, final_eval_episodes=0, max_nonfinite_updates=5, progress=False,
-                 runs_dir=str(tmp_path), run_name="nan")
+    cfg = Config(
+        env="test/NaNReward-v0",
+        num_envs=2,
+        total_steps=400,
+        learning_starts=20,
+        batch_size=8,
+        log_every=40,
+        eval_every=0,
+        final_eval_episodes=0,
+        max_nonfinite_updates=5,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="nan",
+    )
     with pytest.raises(TrainingError, match="consecutive updates had a non-finite loss"):
         train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
@@ -215,8 +268,14 @@ def test_help_lists_every_field_with_reflowed_text(tmp_path: Path) -> None:
     import dataclasses
 
     env = dict(os.environ, COLUMNS="250", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for field in dataclasses.fields(Config):
         assert f"--{field.name.replace('_', '-')}" in proc.stdout, field.name
@@ -243,9 +302,21 @@ class _TwoHeadEnv(gym.Env):
 def test_multidiscrete_heads_learn_the_joint_action(tmp_path: Path) -> None:
     if "test/TwoHead-v0" not in gym.registry:
         gym.register("test/TwoHead-v0", entry_point=_TwoHeadEnv, max_episode_steps=10)
-    cfg = Config(env="test/TwoHead-v0", num_envs=4, total_steps=3000, learning_starts=200, batch_size=64,
-                 log_every=500, eval_every=0, final_eval_episodes=4, eval_episodes=4, progress=False,
-                 runs_dir=str(tmp_path), run_name="md", gamma=0.9)
+    cfg = Config(
+        env="test/TwoHead-v0",
+        num_envs=4,
+        total_steps=3000,
+        learning_starts=200,
+        batch_size=64,
+        log_every=500,
+        eval_every=0,
+        final_eval_episodes=4,
+        eval_episodes=4,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="md",
+        gamma=0.9,
+    )
     result = train(cfg)
     assert result.final_mean == pytest.approx(10.0)  # the (1, 2) action every step
     from gumbel_ac.checkpoint import load_run
@@ -258,8 +329,17 @@ def test_multidiscrete_heads_learn_the_joint_action(tmp_path: Path) -> None:
 def test_train_refuses_several_seeds_instead_of_training_one(tmp_path: Path) -> None:
     from gumbel_ac import train_seeds
 
-    cfg = Config(num_seeds=2, total_steps=64, learning_starts=32, eval_every=0, final_eval_episodes=0,
-                 checkpoint_every=0, progress=False, runs_dir=str(tmp_path), run_name="two")
+    cfg = Config(
+        num_seeds=2,
+        total_steps=64,
+        learning_starts=32,
+        eval_every=0,
+        final_eval_episodes=0,
+        checkpoint_every=0,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="two",
+    )
     with pytest.raises(ConfigError, match=r"num_seeds=2.*train_seeds"):
         train(cfg)
     results = train_seeds(cfg)  # the function that trains them all

@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
+import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 from gumbel_ac.agent import make_agent
 from gumbel_ac.checkpoint import list_checkpoints, load_run
 from gumbel_ac.distributed import make_grad_hook
@@ -33,8 +34,6 @@ from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.learner import Learner, make_estimator
 from gumbel_ac.logger import read_metrics
 from gumbel_ac.losses import Batch
-
-import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACTIONS, HALF = 4, 3, 16
@@ -60,14 +59,32 @@ def _one_step(batch: Batch, grad_hook: Any = None) -> dict[str, torch.Tensor]:
     import gymnasium as gym
 
     torch.manual_seed(0)
-    agent = make_agent(obs_dim=OBS_DIM, spec=ActionSpec.from_space(gym.spaces.Discrete(ACTIONS)),
-                       hidden_sizes=(32, 32), alpha=0.1, target_entropy_ratio=0.3)
+    agent = make_agent(
+        obs_dim=OBS_DIM,
+        spec=ActionSpec.from_space(gym.spaces.Discrete(ACTIONS)),
+        hidden_sizes=(32, 32),
+        alpha=0.1,
+        target_entropy_ratio=0.3,
+    )
     # "exact" draws no noise: the split and the concatenated batch see the same maths.
-    learner = Learner(agent, estimator=make_estimator("exact"), actor_lr=1e-3, critic_lr=3e-3, alpha_lr=3e-3,
-                      autotune_alpha=True, gamma=0.99, target_update_rate=0.2, grad_hook=grad_hook)
+    learner = Learner(
+        agent,
+        estimator=make_estimator("exact"),
+        actor_lr=1e-3,
+        critic_lr=3e-3,
+        alpha_lr=3e-3,
+        autotune_alpha=True,
+        gamma=0.99,
+        target_update_rate=0.2,
+        grad_hook=grad_hook,
+    )
     learner.step(batch, temperature=1.0, generator=None)
-    return {"param": learner.flat_param.clone(), "grad": learner.flat_grad.clone(),
-            "target": learner.flat_critic_target.clone(), "log_alpha": agent.log_alpha.detach().reshape(1).clone()}
+    return {
+        "param": learner.flat_param.clone(),
+        "grad": learner.flat_grad.clone(),
+        "target": learner.flat_critic_target.clone(),
+        "log_alpha": agent.log_alpha.detach().reshape(1).clone(),
+    }
 
 
 def _rank_worker(rank: int, store_path: str, out_dir: str) -> None:
@@ -77,8 +94,9 @@ def _rank_worker(rank: int, store_path: str, out_dir: str) -> None:
     try:
         full = _global_batch()
         rows = slice(rank * HALF, (rank + 1) * HALF)
-        mine = Batch(*(getattr(full, f)[rows] for f in ("obs_BD", "action_BH", "reward_B", "next_obs_BD",
-                                                        "terminated_B")))
+        mine = Batch(
+            *(getattr(full, f)[rows] for f in ("obs_BD", "action_BH", "reward_B", "next_obs_BD", "terminated_B"))
+        )
         out = _one_step(mine, grad_hook=make_grad_hook(2))
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
@@ -104,9 +122,26 @@ def test_allreduced_step_matches_single_process_step_on_concatenated_batch(tmp_p
 # --- torchrun end to end --------------------------------------------------------------------
 
 RUN_FLAGS = [
-    "--env", "gumbel_ac/CartPole-v1", "--num-envs", "8", "--learning-starts", "64", "--batch-size", "32",
-    "--log-every", "160", "--eval-every", "0", "--final-eval-episodes", "0", "--checkpoint-every", "320",
-    "--no-progress", "--hidden-sizes", "32", "32",
+    "--env",
+    "gumbel_ac/CartPole-v1",
+    "--num-envs",
+    "8",
+    "--learning-starts",
+    "64",
+    "--batch-size",
+    "32",
+    "--log-every",
+    "160",
+    "--eval-every",
+    "0",
+    "--final-eval-episodes",
+    "0",
+    "--checkpoint-every",
+    "320",
+    "--no-progress",
+    "--hidden-sizes",
+    "32",
+    "32",
 ]
 
 
@@ -120,9 +155,20 @@ def _torchrun(args: list[str], hooks: list[str], timeout: float) -> tuple[int, s
     """``torchrun`` of train.py's main through tests/dist_launch.py, which installs the test-only
     ``hooks`` (``--dump DIR``, ``--fault RANK:UPDATE:MODE``) from outside the package."""
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
-           f"--rdzv-endpoint=localhost:{_free_port()}", "--nnodes=1", "--monitor-interval=0.5",
-           str(ROOT / "tests" / "dist_launch.py"), *hooks, "--", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=localhost:{_free_port()}",
+        "--nnodes=1",
+        "--monitor-interval=0.5",
+        str(ROOT / "tests" / "dist_launch.py"),
+        *hooks,
+        "--",
+        *args,
+    ]
     tic = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - tic
@@ -134,8 +180,11 @@ def _dumps(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
 
 def test_torchrun_ranks_stay_bit_identical_and_resume(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
-    rc, out, _ = _torchrun([*RUN_FLAGS, "--total-steps", "640", "--runs-dir", str(tmp_path), "--run-name", "d"],
-                           ["--dump", str(dump)], timeout=120)
+    rc, out, _ = _torchrun(
+        [*RUN_FLAGS, "--total-steps", "640", "--runs-dir", str(tmp_path), "--run-name", "d"],
+        ["--dump", str(dump)],
+        timeout=120,
+    )
     assert rc == 0, out
     r0, r1 = _dumps(dump)
     assert set(r0) == {"flat_param", "flat_critic_target", "log_alpha", "exp_avg", "exp_avg_sq"}
@@ -149,12 +198,15 @@ def test_torchrun_ranks_stay_bit_identical_and_resume(tmp_path: Path) -> None:
     assert "charts/episodic_return" in rows[-1]
     final = list_checkpoints(tmp_path / "d")[-1]
     loaded = load_run(final)  # the single-process loader (eval.py's) reads it unchanged
-    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in loaded.agent.actor.parameters()]),
-                       r0["flat_param"][: sum(p.numel() for p in loaded.agent.actor.parameters())])
+    assert torch.equal(
+        torch.cat([p.detach().reshape(-1) for p in loaded.agent.actor.parameters()]),
+        r0["flat_param"][: sum(p.numel() for p in loaded.agent.actor.parameters())],
+    )
 
     # Resume with a longer budget: rank 0 restores its state, rank 1 re-seeds; still identical.
-    rc, out, _ = _torchrun(["--resume", str(tmp_path / "d"), "--total-steps", "960"], ["--dump", str(dump)],
-                           timeout=120)
+    rc, out, _ = _torchrun(
+        ["--resume", str(tmp_path / "d"), "--total-steps", "960"], ["--dump", str(dump)], timeout=120
+    )
     assert rc == 0, out
     s0, s1 = _dumps(dump)
     for key in s0:
@@ -167,9 +219,19 @@ def test_torchrun_ranks_stay_bit_identical_and_resume(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["raise", "hang"])
 def test_failing_rank_makes_torchrun_exit_nonzero_in_bounded_time(tmp_path: Path, mode: str) -> None:
     rc, out, seconds = _torchrun(
-        [*RUN_FLAGS, "--total-steps", "100000", "--runs-dir", str(tmp_path), "--run-name", "f",
-         "--dist-timeout-s", "5"],
-        ["--fault", f"1:3:{mode}"], timeout=90,
+        [
+            *RUN_FLAGS,
+            "--total-steps",
+            "100000",
+            "--runs-dir",
+            str(tmp_path),
+            "--run-name",
+            "f",
+            "--dist-timeout-s",
+            "5",
+        ],
+        ["--fault", f"1:3:{mode}"],
+        timeout=90,
     )
     assert rc != 0, out
     assert seconds < 60, f"took {seconds:.0f} s"

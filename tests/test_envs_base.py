@@ -79,14 +79,18 @@ def test_truncation_distinct_from_termination() -> None:
     env.state = (z.clone(), z.clone(), torch.tensor([0.0, 0.2094], dtype=f64), torch.tensor([0.0, 1.0], dtype=f64))
     _, _, term, trunc, info = env.step(torch.tensor([0, 1]))
     assert term.tolist() == [False, True] and trunc.tolist() == [False, False]
-    for t in range(2, 6):
+    for _ in range(2, 6):
         _, _, term, trunc, info = env.step(torch.tensor([0, 1]))
     assert trunc[0] and not term[0] and info["episode"]["l"][0] == 5
     # Terminating on the limit's step: Gymnasium's TimeLimit sets truncated too.
     env = CartPoleEnv(num_envs=1, seed=0, max_episode_steps=1)
     env.reset()
-    env.state = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
-                 torch.tensor([0.2094], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+    env.state = (
+        torch.zeros(1, dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64),
+        torch.tensor([0.2094], dtype=torch.float64),
+        torch.tensor([1.0], dtype=torch.float64),
+    )
     _, _, term, trunc, _ = env.step(torch.tensor([1]))
     assert term.item() and trunc.item()
     ref = gym.make("CartPole-v1", max_episode_steps=1)
@@ -208,7 +212,6 @@ def test_compiled_step_matches_eager() -> None:
             torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
 
 
-
 def test_state_dict_round_trip_replays_the_future() -> None:
     """Saving mid-run and restoring gives the same future trajectory, autoresets included."""
     from gumbel_ac.envs.cartpole import CartPoleEnv
@@ -223,7 +226,7 @@ def test_state_dict_round_trip_replays_the_future() -> None:
     first = [env.step(a) for a in actions]
     env.load_state_dict(saved)
     second = [env.step(a) for a in actions]
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
         assert torch.equal(a[4]["episode"]["r"], b[4]["episode"]["r"])
     bad = dict(saved)

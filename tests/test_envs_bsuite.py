@@ -45,7 +45,7 @@ def _optimal_actions(env: DeepSeaEnv) -> torch.Tensor:
 def test_deep_sea_optimal_return(size: int) -> None:
     env = DeepSeaEnv(num_envs=64, size=size, seed=1)
     env.reset()
-    for t in range(size):
+    for _ in range(size):
         _, _, term, _, info = env.step(_optimal_actions(env))
     assert term.all()
     assert torch.allclose(info["episode"]["r"], torch.full((64,), 0.99))

@@ -113,7 +113,11 @@ def test_spaces_and_limits_match_gymnasium(gym_id: str, cls: type[TorchVectorEnv
 
 @pytest.mark.parametrize(
     "cls,low,high",
-    [(CartPoleEnv, [-0.05] * 4, [0.05] * 4), (AcrobotEnv, [-0.1] * 4, [0.1] * 4), (MountainCarEnv, [-0.6, 0.0], [-0.4, 0.0])],
+    [
+        (CartPoleEnv, [-0.05] * 4, [0.05] * 4),
+        (AcrobotEnv, [-0.1] * 4, [0.1] * 4),
+        (MountainCarEnv, [-0.6, 0.0], [-0.4, 0.0]),
+    ],
 )
 @pytest.mark.parametrize("noise", ["generator", "hash"])
 def test_start_state_distribution(cls: type[TorchVectorEnv], low: list[float], high: list[float], noise: str) -> None:

@@ -165,7 +165,10 @@ def test_exact_matches_analytic_gradient_multi_head() -> None:
     logits = torch.randn(4, 5, generator=torch.Generator().manual_seed(8)).requires_grad_()
     obj = linear(spec, 4, seed=8)  # linear f of the concatenation: heads decouple
     expected = torch.cat(
-        [softmax_jacobian_times(torch.softmax(lg, -1), w) for lg, w in zip(spec.split(logits.detach()), spec.split(obj.w_BK))],
+        [
+            softmax_jacobian_times(torch.softmax(lg, -1), w)
+            for lg, w in zip(spec.split(logits.detach()), spec.split(obj.w_BK), strict=True)
+        ],
         dim=-1,
     )
     torch.testing.assert_close(grad_of(run("exact", logits, spec, obj), logits), expected)
@@ -320,7 +323,9 @@ def test_conditional_gumbels_top_is_gumbel_of_logsumexp() -> None:
     """``max(l + G) ~ Gumbel(logsumexp l)`` independently of the argmax (the construction's basis)."""
     logits = torch.tensor([[1.0, -0.5, 0.3]])
     n = 40_000
-    z = conditional_gumbels(logits, torch.tensor([1]), sample_gumbel((1, n, 3), generator=torch.Generator().manual_seed(1)))
+    z = conditional_gumbels(
+        logits, torch.tensor([1]), sample_gumbel((1, n, 3), generator=torch.Generator().manual_seed(1))
+    )
     top = z[0, :, 1].double()
     mean = float(torch.logsumexp(logits[0].double(), -1)) + 0.5772156649
     assert abs(float(top.mean()) - mean) < 5 * math.pi / math.sqrt(6 * n)

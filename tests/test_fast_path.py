@@ -13,19 +13,18 @@ too.
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 
+import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 from gumbel_ac.config import Config
 from gumbel_ac.trainer import train
-
-import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 
 _GUARDED = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "nonzero")
 

@@ -81,8 +81,13 @@ def test_sample_on_device_is_uniform_over_filled_rows() -> None:
 def test_device_size_follows_every_way_the_size_changes() -> None:
     buffer = ReplayBuffer(8, obs_dim=2, num_heads=1, device="cpu")
     for n in (3, 4, 5):  # fills, then wraps around
-        buffer.add(torch.ones(n, 2), torch.zeros(n, 1, dtype=torch.long), torch.zeros(n), torch.ones(n, 2),
-                   torch.zeros(n, dtype=torch.bool))
+        buffer.add(
+            torch.ones(n, 2),
+            torch.zeros(n, 1, dtype=torch.long),
+            torch.zeros(n),
+            torch.ones(n, 2),
+            torch.zeros(n, dtype=torch.bool),
+        )
         assert int(buffer.size_t) == buffer.size == min(sum(range(3, n + 1)), 8)
     state = buffer.state_dict()
     other = ReplayBuffer(8, obs_dim=2, num_heads=1, device="cpu")
@@ -95,9 +100,18 @@ def test_device_size_follows_every_way_the_size_changes() -> None:
 
 def test_cuda_graphs_on_cpu_falls_back_with_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = Config(
-        env="gumbel_ac/CartPole-v1", device="cpu", total_steps=640, num_envs=16, learning_starts=128,
-        eval_every=0, final_eval_episodes=0, checkpoint_every=0, progress=False, runs_dir=str(tmp_path),
-        run_name="g", cuda_graphs=True,
+        env="gumbel_ac/CartPole-v1",
+        device="cpu",
+        total_steps=640,
+        num_envs=16,
+        learning_starts=128,
+        eval_every=0,
+        final_eval_episodes=0,
+        checkpoint_every=0,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="g",
+        cuda_graphs=True,
     )
     result = train(config)
     assert result.train_seconds > 0
@@ -123,7 +137,8 @@ def test_captured_random_step_replays_like_eager() -> None:
     for graphed in (False, True):
         gen = torch.Generator(device="cuda").manual_seed(0)
         x = torch.zeros(1000, device="cuda")
-        body = lambda: x.add_(torch.rand(1000, device="cuda", generator=gen))  # noqa: E731
+        # Bound late on purpose: the closure is called (and captured) within this iteration only.
+        body = lambda: x.add_(torch.rand(1000, device="cuda", generator=gen))  # noqa: E731, B023
         step = CapturedStep(body, generators=[gen], enabled=graphed, warmup=2)
         for _ in range(6):
             step()
@@ -137,14 +152,27 @@ def _update_setup(seed: int, estimator: str) -> tuple[Learner, ReplayBuffer]:
     torch.manual_seed(seed)
     spec = ActionSpec([2])
     agent = make_agent(obs_dim=4, spec=spec, hidden_sizes=(64, 64), alpha=0.5, target_entropy_ratio=0.1).cuda()
-    learner = Learner(agent, estimator=make_estimator(estimator), actor_lr=3e-3, critic_lr=3e-3, alpha_lr=3e-3,
-                      autotune_alpha=True, gamma=0.99, target_update_rate=0.2, capturable=True)
+    learner = Learner(
+        agent,
+        estimator=make_estimator(estimator),
+        actor_lr=3e-3,
+        critic_lr=3e-3,
+        alpha_lr=3e-3,
+        autotune_alpha=True,
+        gamma=0.99,
+        target_update_rate=0.2,
+        capturable=True,
+    )
     buffer = ReplayBuffer(1000, 4, 1, "cuda")
     gen = torch.Generator(device="cuda").manual_seed(seed)
     n = 500
-    buffer.add(torch.randn(n, 4, device="cuda", generator=gen), torch.randint(0, 2, (n, 1), device="cuda", generator=gen),
-               torch.rand(n, device="cuda", generator=gen), torch.randn(n, 4, device="cuda", generator=gen),
-               torch.rand(n, device="cuda", generator=gen) < 0.05)
+    buffer.add(
+        torch.randn(n, 4, device="cuda", generator=gen),
+        torch.randint(0, 2, (n, 1), device="cuda", generator=gen),
+        torch.rand(n, device="cuda", generator=gen),
+        torch.randn(n, 4, device="cuda", generator=gen),
+        torch.rand(n, device="cuda", generator=gen) < 0.05,
+    )
     return learner, buffer
 
 
@@ -158,9 +186,9 @@ def test_captured_update_matches_eager_update(estimator: str) -> None:
         update_gen = torch.Generator(device="cuda").manual_seed(2)
         temperature = torch.tensor(0.6, device="cuda")
 
-        def body() -> None:
-            batch = buffer.sample_on_device(128, generator=replay_gen)
-            learner.step(batch, temperature=temperature, generator=update_gen)
+        def body() -> None:  # used within this iteration only: late binding is what we want
+            batch = buffer.sample_on_device(128, generator=replay_gen)  # noqa: B023
+            learner.step(batch, temperature=temperature, generator=update_gen)  # noqa: B023
 
         step = CapturedStep(body, generators=[replay_gen, update_gen], enabled=graphed)
         for _ in range(12):
@@ -175,9 +203,21 @@ def test_captured_update_matches_eager_update(estimator: str) -> None:
 @needs_cuda
 def test_training_with_cuda_graphs_has_no_host_sync_in_the_loop(tmp_path: Path) -> None:
     config = Config(
-        env="gumbel_ac/CartPole-v1", device="cuda", total_steps=64 * 30, num_envs=64, learning_starts=256,
-        batch_size=64, eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=64 * 10,
-        progress=False, runs_dir=str(tmp_path), run_name="g", cuda_graphs=True, debug_syncs=True,
+        env="gumbel_ac/CartPole-v1",
+        device="cuda",
+        total_steps=64 * 30,
+        num_envs=64,
+        learning_starts=256,
+        batch_size=64,
+        eval_every=0,
+        final_eval_episodes=0,
+        checkpoint_every=0,
+        log_every=64 * 10,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="g",
+        cuda_graphs=True,
+        debug_syncs=True,
     )
     result = train(config)
     assert result.train_seconds > 0

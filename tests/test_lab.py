@@ -127,14 +127,40 @@ def test_draws_are_reproducible() -> None:
 
 def test_cli_writes_csv_and_png(tmp_path, capsys) -> None:
     out = tmp_path / "lab"
-    rc = lab.main(["--problems", "linear", "kl", "-K", "3", "-M", "50", "--taus", "0.5", "1.0",
-                   "--rao-samples", "1", "4", "--out", str(out)])
+    rc = lab.main(
+        [
+            "--problems",
+            "linear",
+            "kl",
+            "-K",
+            "3",
+            "-M",
+            "50",
+            "--taus",
+            "0.5",
+            "1.0",
+            "--rao-samples",
+            "1",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     labels = {r["estimator"] for r in rows}
-    assert labels == {"gumbel-st", "gumbel-soft", "softmax-st", "score", "exact", "gumbel-rao-1",
-                      "gumbel-rao-4", "reinmax", "gst"}
+    assert labels == {
+        "gumbel-st",
+        "gumbel-soft",
+        "softmax-st",
+        "score",
+        "exact",
+        "gumbel-rao-1",
+        "gumbel-rao-4",
+        "reinmax",
+        "gst",
+    }
     assert {r["problem"] for r in rows} == {"linear-K3", "kl-K3"}
     assert {"bias", "bias_noise", "cosine", "variance", "mse"} <= set(rows[0])
     for name in ("linear-K3.png", "kl-K3.png"):
@@ -238,7 +264,24 @@ def test_cli_run_loads_checkpoint_through_the_api(tmp_path, monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "gumbel_ac.checkpoint", types.SimpleNamespace(load_run=load_run))
     monkeypatch.setitem(sys.modules, "gumbel_ac.vector", types.SimpleNamespace(make_env=make_env))
     out = tmp_path / "real"
-    rc = lab.main(["--run", "runs/x", "--states", "4", "--rollout-steps", "3", "-M", "40", "--taus", "1.0",
-                   "--estimators", "gumbel-st", "exact", "--out", str(out)])
+    rc = lab.main(
+        [
+            "--run",
+            "runs/x",
+            "--states",
+            "4",
+            "--rollout-steps",
+            "3",
+            "-M",
+            "40",
+            "--taus",
+            "1.0",
+            "--estimators",
+            "gumbel-st",
+            "exact",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0 and calls == {"path": "runs/x", "env": ("Fake-v0", "cpu")}
     assert (out / "critic-Fake-v0.png").exists() and (out / "results.csv").exists()

@@ -33,8 +33,9 @@ def _agent(seed: int = 0, nvec: tuple[int, ...] = (3,)) -> Agent:
 
 
 def _learner(agent: Agent, estimator: str = "gumbel-st", rate: float = 0.25, **kwargs: object) -> Learner:
-    options: dict[str, object] = dict(actor_lr=1e-2, critic_lr=1e-2, alpha_lr=1e-2, autotune_alpha=True,
-                                      gamma=0.99, target_update_rate=rate)
+    options: dict[str, object] = dict(
+        actor_lr=1e-2, critic_lr=1e-2, alpha_lr=1e-2, autotune_alpha=True, gamma=0.99, target_update_rate=rate
+    )
     options.update(kwargs)
     return Learner(agent, estimator=make_estimator(estimator), **options)  # type: ignore[arg-type]
 
@@ -42,10 +43,16 @@ def _learner(agent: Agent, estimator: str = "gumbel-st", rate: float = 0.25, **k
 def _batch(n: int = 16, seed: int = 1, reward: float | None = None, device: str = "cpu") -> Batch:
     g = torch.Generator().manual_seed(seed)
     rew = torch.randn(n, generator=g) if reward is None else torch.full((n,), reward)
-    batch = Batch(torch.randn(n, 2, generator=g), torch.randint(0, 3, (n, 1), generator=g), rew,
-                  torch.randn(n, 2, generator=g), torch.rand(n, generator=g) < 0.2)
-    return Batch(*(t.to(device) for t in (batch.obs_BD, batch.action_BH, batch.reward_B, batch.next_obs_BD,
-                                          batch.terminated_B)))
+    batch = Batch(
+        torch.randn(n, 2, generator=g),
+        torch.randint(0, 3, (n, 1), generator=g),
+        rew,
+        torch.randn(n, 2, generator=g),
+        torch.rand(n, generator=g) < 0.2,
+    )
+    return Batch(
+        *(t.to(device) for t in (batch.obs_BD, batch.action_BH, batch.reward_B, batch.next_obs_BD, batch.terminated_B))
+    )
 
 
 @pytest.mark.parametrize("estimator", ["gumbel-st", "score", "exact", "gumbel-soft", "gumbel-rao", "reinmax"])
@@ -55,13 +62,14 @@ def test_step_moves_parameters_and_polyak(estimator: str) -> None:
     actor0 = [p.detach().clone() for p in agent.actor.parameters()]
     target0 = [p.detach().clone() for p in agent.critic_target.parameters()]
     alpha0 = agent.log_alpha.detach().clone()
-    stats = learner.step(_batch(), temperature=1.0 if estimator == "reinmax" else 0.5,
-                         generator=torch.Generator().manual_seed(0))
+    stats = learner.step(
+        _batch(), temperature=1.0 if estimator == "reinmax" else 0.5, generator=torch.Generator().manual_seed(0)
+    )
     assert stats.nonfinite.item() == 0 and learner.optimizer.steps == 1
-    assert any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters(), strict=True))
     assert not torch.equal(alpha0, agent.log_alpha.detach())
     # Polyak: target' = target + rate * (critic' - target), with critic' the updated critic.
-    for t0, t1, c1 in zip(target0, agent.critic_target.parameters(), agent.critic.parameters()):
+    for t0, t1, c1 in zip(target0, agent.critic_target.parameters(), agent.critic.parameters(), strict=True):
         torch.testing.assert_close(t1, t0 + 0.25 * (c1.detach() - t0), atol=1e-6, rtol=0)
 
 
@@ -125,8 +133,9 @@ def test_learner_to_cuda_trains_like_the_cpu() -> None:
     # Different Gumbel draws on the two devices: compare the critic (no noise in its loss).
     n_actor = sum(p.numel() for p in cpu.agent.actor.parameters())
     n_critic = cpu.flat_critic.numel()
-    torch.testing.assert_close(gpu.flat_param[n_actor:n_actor + n_critic].cpu(), cpu.flat_critic,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        gpu.flat_param[n_actor : n_actor + n_critic].cpu(), cpu.flat_critic, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_state_dict_round_trip_continues_bit_for_bit() -> None:

@@ -22,9 +22,21 @@ from gumbel_ac.trainer import train
 
 
 def _run(tmp: Path, name: str, **kw: object) -> tuple[list[dict[str, object]], dict[str, torch.Tensor]]:
-    cfg = Config(total_steps=1600, num_envs=8, learning_starts=200, batch_size=64, log_every=200, eval_every=800,
-                 eval_episodes=2, final_eval_episodes=2, checkpoint_every=800, progress=False,
-                 runs_dir=str(tmp), run_name=name, **kw)  # type: ignore[arg-type]
+    cfg = Config(
+        total_steps=1600,
+        num_envs=8,
+        learning_starts=200,
+        batch_size=64,
+        log_every=200,
+        eval_every=800,
+        eval_episodes=2,
+        final_eval_episodes=2,
+        checkpoint_every=800,
+        progress=False,
+        runs_dir=str(tmp),
+        run_name=name,
+        **kw,
+    )  # type: ignore[arg-type]
     train(cfg)
     rows = read_metrics(tmp / name / "metrics.jsonl")
     return rows, load_file(list_checkpoints(tmp / name)[-1] / "model.safetensors")
@@ -39,7 +51,7 @@ def test_same_seed_same_metrics_bit_for_bit(tmp_path: Path, env: str, estimator:
     assert without_wall_clock(rows_a) == without_wall_clock(rows_b)
     assert all(torch.equal(w_a[k], w_b[k]) for k in w_a)
     # The only keys allowed to differ are the wall-clock ones.
-    differing = {k for ra, rb in zip(rows_a, rows_b) for k in ra if ra[k] != rb.get(k)}
+    differing = {k for ra, rb in zip(rows_a, rows_b, strict=True) for k in ra if ra[k] != rb.get(k)}
     assert differing <= WALL_CLOCK_KEYS
 
 

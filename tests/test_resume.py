@@ -28,6 +28,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
 from gumbel_ac import checkpoint as ckpt_mod
 from gumbel_ac.buffer import ReplayBuffer
 from gumbel_ac.checkpoint import CheckpointError, list_checkpoints, load_run
@@ -35,14 +36,20 @@ from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.logger import read_metrics, without_wall_clock
 from gumbel_ac.trainer import resume_config, train
 
-import gumbel_ac.envs  # noqa: F401  (part of the package: registers the gumbel_ac/ env ids)
-
 ROOT = Path(__file__).resolve().parents[1]
 
 #: A small run on our batched torch CartPole: every piece of its state is restorable.
 BASE: dict[str, Any] = dict(
-    env="gumbel_ac/CartPole-v1", num_envs=8, learning_starts=200, batch_size=64, log_every=200,
-    checkpoint_every=400, keep_checkpoints=2, eval_every=1200, eval_episodes=2, final_eval_episodes=2,
+    env="gumbel_ac/CartPole-v1",
+    num_envs=8,
+    learning_starts=200,
+    batch_size=64,
+    log_every=200,
+    checkpoint_every=400,
+    keep_checkpoints=2,
+    eval_every=1200,
+    eval_episodes=2,
+    final_eval_episodes=2,
     progress=False,
 )
 
@@ -63,8 +70,13 @@ def _env() -> dict[str, str]:
 
 
 def _popen(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +86,7 @@ def _train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _assert_contiguous(rows: list[dict[str, Any]], total: int, log_every: int) -> None:
     steps = [r["global_step"] for r in _train_rows(rows)]
     assert steps == sorted(set(steps)), f"duplicate or out-of-order training rows: {steps}"
-    gaps = [b - a for a, b in zip([0] + steps, steps)]
+    gaps = [b - a for a, b in zip([0] + steps, steps, strict=False)]
     assert max(gaps) <= log_every + BASE["num_envs"], f"missing rows: {steps}"
     assert steps[-1] == total
     all_steps = [r["global_step"] for r in rows]
@@ -83,8 +95,13 @@ def _assert_contiguous(rows: list[dict[str, Any]], total: int, log_every: int) -
 
 def _assert_same_run(a: Path, b: Path) -> None:
     """Metrics (minus wall-clock keys) and final weights equal, bit for bit."""
-    ra, rb = without_wall_clock(read_metrics(a / "metrics.jsonl")), without_wall_clock(read_metrics(b / "metrics.jsonl"))
-    assert ra == rb, next((x, y) for x, y in zip(ra, rb) if x != y) if len(ra) == len(rb) else (len(ra), len(rb))
+    ra, rb = (
+        without_wall_clock(read_metrics(a / "metrics.jsonl")),
+        without_wall_clock(read_metrics(b / "metrics.jsonl")),
+    )
+    assert ra == rb, (
+        next((x, y) for x, y in zip(ra, rb, strict=True) if x != y) if len(ra) == len(rb) else (len(ra), len(rb))
+    )
     wa = load_file(list_checkpoints(a)[-1] / "model.safetensors")
     wb = load_file(list_checkpoints(b)[-1] / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -150,8 +167,13 @@ def _kill_and_resume(tmp_path: Path, reference: Path, seed: int, kills: int) -> 
     rows = read_metrics(run / "metrics.jsonl")
     _assert_contiguous(rows, 9600, BASE["log_every"])
     _assert_same_run(reference, run)
-    ev = subprocess.run([sys.executable, str(ROOT / "eval.py"), str(run), "--episodes", "2"], env=_env(),
-                        capture_output=True, text=True, timeout=120)
+    ev = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), str(run), "--episodes", "2"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ev.returncode == 0, ev.stderr
     return resumed_at
 
@@ -199,7 +221,9 @@ def test_resume_finished_run_longer_equals_longer_run(tmp_path: Path, reference:
     assert [e.step for e in result.evals] == [1200, 2400, 3600, 4800, 6000, 7200, 8400, 9600]
 
 
-def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, reference: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_newest_checkpoint_falls_back(
+    tmp_path: Path, reference: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A crash leaves: a torn metrics line, a half-written temp checkpoint, and (disk error)
     a newest checkpoint with a flipped byte. Resume uses the one before and still matches."""
     train(Config(**BASE, total_steps=4800, runs_dir=str(tmp_path), run_name="r"))
@@ -218,12 +242,15 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path, reference: Path, c
     out = capsys.readouterr().out
     assert "cannot resume from step_000004800" in out and "checksum mismatch" in out
     assert not stale.exists()
-    assert (run / "checkpoints" / "bad_step_000004800").is_dir() or not (run / "checkpoints" / "bad_step_000004800").exists()
+    assert (run / "checkpoints" / "bad_step_000004800").is_dir() or not (
+        run / "checkpoints" / "bad_step_000004800"
+    ).exists()
     _assert_same_run(reference, run)
 
 
-def test_resume_refuses_experiment_changes_and_bad_paths(tmp_path: Path, script_main: Any,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_experiment_changes_and_bad_paths(
+    tmp_path: Path, script_main: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     train(Config(**{**BASE, "total_steps": 400}, runs_dir=str(tmp_path), run_name="r"))
     with pytest.raises(ConfigError, match="critic_lr"):
         train(resume_config(tmp_path / "r", critic_lr=1e-2))
@@ -259,8 +286,9 @@ def test_resume_without_saved_replay(tmp_path: Path) -> None:
     _assert_contiguous(read_metrics(tmp_path / "n" / "metrics.jsonl"), 1600, BASE["log_every"])
 
 
-def test_failed_checkpoint_write_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_checkpoint_write_keeps_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real = ckpt_mod._fsync_write
     calls = {"n": 0}
 
@@ -309,7 +337,9 @@ def test_replay_state_exact_ring_newest_rows_and_refusals() -> None:
         buf = ReplayBuffer(capacity, obs_dim=1, num_heads=1, device="cpu")
         for start in range(0, adds, 3):
             obs = torch.arange(start, start + 3, dtype=torch.float32).unsqueeze(-1)
-            buf.add(obs, torch.zeros(3, 1, dtype=torch.long), obs.squeeze(-1), obs + 1, torch.zeros(3, dtype=torch.bool))
+            buf.add(
+                obs, torch.zeros(3, 1, dtype=torch.long), obs.squeeze(-1), obs + 1, torch.zeros(3, dtype=torch.bool)
+            )
         return buf
 
     buf = filled(5, 9)  # 9 rows into 5 slots: the ring has wrapped (pos 4)
@@ -325,8 +355,13 @@ def test_replay_state_exact_ring_newest_rows_and_refusals() -> None:
     assert newest["mode"] == "newest" and newest["obs"].squeeze(-1).tolist() == [7.0, 8.0]  # oldest first
     buf.save_cap = 0
     assert buf.state_dict() == {"mode": "none", "size": 0, "pos": 0}
-    for bad in ({**state, "pos": 7}, {**state, "size": 6}, {**state, "obs": state["obs"][:3]},
-                {**state, "mode": "all"}, {**state, "extra": torch.zeros(1)}):
+    for bad in (
+        {**state, "pos": 7},
+        {**state, "size": 6},
+        {**state, "obs": state["obs"][:3]},
+        {**state, "mode": "all"},
+        {**state, "extra": torch.zeros(1)},
+    ):
         with pytest.raises(ValueError, match="replay"):
             other.load_state_dict(bad)
     assert torch.equal(other.obs_CD, buf.obs_CD) and len(other) == 5  # refused states changed nothing

@@ -147,8 +147,12 @@ def test_learn_with_callbacks_logger_and_progress_bar(tmp_path: Path) -> None:
     model.set_logger(configure_logger(str(tmp_path / "log"), ["stdout", "csv"]))
     eval_env = make_vec_env("CartPole-v1", n_envs=2, seed=1)
     eval_cb = EvalCallback(
-        eval_env, eval_freq=50, n_eval_episodes=2, log_path=str(tmp_path / "eval"),
-        best_model_save_path=str(tmp_path / "best"), verbose=0,
+        eval_env,
+        eval_freq=50,
+        n_eval_episodes=2,
+        log_path=str(tmp_path / "eval"),
+        best_model_save_path=str(tmp_path / "best"),
+        verbose=0,
     )
     ckpt_cb = CheckpointCallback(save_freq=75, save_path=str(tmp_path / "ckpt"), name_prefix="gac")
     model.learn(600, callback=[eval_cb, ckpt_cb], progress_bar=True, log_interval=1)
@@ -180,7 +184,9 @@ def test_subproc_vec_env_and_string_env() -> None:
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_every_estimator_trains_by_name(name: str) -> None:
     tau = 1.0 if name == "reinmax" else 0.6  # ReinMax needs tau >= 1 (Liu et al. 2023)
-    model = tiny_model(make_vec_env("CartPole-v1", n_envs=2, seed=0), estimator=name, gumbel_temperature=tau, rao_samples=4)
+    model = tiny_model(
+        make_vec_env("CartPole-v1", n_envs=2, seed=0), estimator=name, gumbel_temperature=tau, rao_samples=4
+    )
     before = torch.cat([p.detach().reshape(-1).clone() for p in model.policy.agent.actor.parameters()])
     model.learn(120)
     after = torch.cat([p.detach().reshape(-1) for p in model.policy.agent.actor.parameters()])
@@ -289,8 +295,15 @@ def test_save_load_same_actions_optimizer_state_and_continued_training(tmp_path:
 def test_cnn_policy(share: bool, tmp_path: Path) -> None:
     env = make_vec_env(ImageEnv, n_envs=2, seed=0)
     model = GumbelAC(
-        "CnnPolicy", env, learning_starts=16, batch_size=8, buffer_size=200, seed=0,
-        policy_kwargs=dict(net_arch=[16], share_features_extractor=share, features_extractor_kwargs=dict(features_dim=32)),
+        "CnnPolicy",
+        env,
+        learning_starts=16,
+        batch_size=8,
+        buffer_size=200,
+        seed=0,
+        policy_kwargs=dict(
+            net_arch=[16], share_features_extractor=share, features_extractor_kwargs=dict(features_dim=32)
+        ),
     )
     agent = model.policy.agent
     assert isinstance(agent.actor, FeatureActor) and isinstance(agent.critic, FeatureCritic)
@@ -300,7 +313,7 @@ def test_cnn_policy(share: bool, tmp_path: Path) -> None:
     model.learn(40)
     assert model._n_updates > 0
     # The critic loss trains the critic's CNN in both modes.
-    assert any(not torch.equal(a, b) for a, b in zip(critic_cnn, agent.critic.extractor.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_cnn, agent.critic.extractor.parameters(), strict=True))
     obs = np.stack([env.observation_space.sample() for _ in range(3)])  # channel-first after VecTransposeImage
     actions, _ = model.predict(obs, deterministic=True)
     assert actions.shape == (3,)
@@ -316,13 +329,19 @@ def test_shared_cnn_gets_no_actor_gradient() -> None:
     from gumbel_ac.losses import actor_loss
 
     model = GumbelAC(
-        "CnnPolicy", make_vec_env(ImageEnv, n_envs=1, seed=0), learning_starts=8, batch_size=4, buffer_size=50,
+        "CnnPolicy",
+        make_vec_env(ImageEnv, n_envs=1, seed=0),
+        learning_starts=8,
+        batch_size=4,
+        buffer_size=50,
         policy_kwargs=dict(net_arch=[8], features_extractor_kwargs=dict(features_dim=8)),
     )
     agent, policy = model.policy.agent, model.policy
     obs = policy.preprocess(torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(4)])))
     model.learner.flat_grad.zero_()
-    loss, _ = actor_loss(agent, obs, agent.actor(obs), model.learner.estimator, tau=0.6, alpha=agent.alpha.detach(), generator=None)
+    loss, _ = actor_loss(
+        agent, obs, agent.actor(obs), model.learner.estimator, tau=0.6, alpha=agent.alpha.detach(), generator=None
+    )
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in agent.critic.parameters())
     assert any(p.grad is not None and p.grad.any() for p in agent.actor.parameters())
@@ -337,7 +356,10 @@ def test_export_to_eval_py_and_import_back(tmp_path: Path) -> None:
 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "eval.py"), str(run_dir), "--episodes", "2"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -363,9 +385,19 @@ def test_native_run_imports_into_sb3(tmp_path: Path) -> None:
     from gumbel_ac.trainer import train
 
     cfg = Config(
-        total_steps=256, num_envs=4, learning_starts=64, batch_size=32, buffer_size=1_000, hidden_sizes=(16,),
-        eval_every=0, final_eval_episodes=0, checkpoint_every=0, log_every=128, progress=False,
-        runs_dir=str(tmp_path), run_name="native",
+        total_steps=256,
+        num_envs=4,
+        learning_starts=64,
+        batch_size=32,
+        buffer_size=1_000,
+        hidden_sizes=(16,),
+        eval_every=0,
+        final_eval_episodes=0,
+        checkpoint_every=0,
+        log_every=128,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="native",
     )
     run_dir = train(cfg).run_dir
     model = from_checkpoint(run_dir)  # builds make_vec_env("CartPole-v1", n_envs=4)
@@ -434,7 +466,7 @@ def test_adapter_sb3_semantics() -> None:
     a = env.reset()
     env.seed(3)
     np.testing.assert_array_equal(env.reset(), a)
-    for t in range(5):
+    for _ in range(5):
         obs, rewards, dones, infos = env.step(np.ones(4, dtype=np.int64))
         assert rewards.dtype == np.float32 and dones.dtype == bool and len(infos) == 4
     # Pushing right for 5 steps does not topple the pole: every row is truncated at step 5.
@@ -477,4 +509,6 @@ def test_gumbel_ac_solves_cartpole() -> None:
     eval_cb = EvalCallback(eval_env, eval_freq=2_000 // 16, n_eval_episodes=10, callback_on_new_best=stop, verbose=0)
     model = GumbelAC("MlpPolicy", env, train_freq=1, gradient_steps=1, batch_size=128, learning_starts=1_000, seed=0)
     model.learn(100_000, callback=eval_cb)
-    assert eval_cb.best_mean_reward >= 475, f"best deterministic eval {eval_cb.best_mean_reward} after {model.num_timesteps} steps"
+    assert eval_cb.best_mean_reward >= 475, (
+        f"best deterministic eval {eval_cb.best_mean_reward} after {model.num_timesteps} steps"
+    )

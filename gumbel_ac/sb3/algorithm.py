@@ -28,7 +28,8 @@ safetensors + JSON checkpoint with :func:`gumbel_ac.sb3.export_checkpoint` (neve
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from gymnasium import spaces
@@ -282,12 +283,14 @@ class GumbelAC(OffPolicyAlgorithm):
         else:
             from stable_baselines3.common.save_util import load_from_zip_file
 
-            _, params, _ = load_from_zip_file(load_path_or_dict, device=device)  # type: ignore[assignment]
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device)
             assert params is not None, f"{load_path_or_dict} holds no parameters"
         expected = set(self._get_torch_save_params()[0])
         unknown = set(params) - expected
         if unknown or (exact_match and set(params) != expected):
-            raise ValueError(f"Names of parameters do not match agents' parameters: expected {expected}, got {set(params)}")
+            raise ValueError(
+                f"Names of parameters do not match agents' parameters: expected {expected}, got {set(params)}"
+            )
         if "policy" in params:
             self.policy.load_state_dict(params["policy"], strict=exact_match)
         if "policy.optimizer" in params:
@@ -328,7 +331,7 @@ class GumbelAC(OffPolicyAlgorithm):
 
         # One device->host read per train() call.
         host = torch.cat([stats_sum / max(gradient_steps, 1), learner.max_nonfinite_streak.reshape(1)]).cpu().tolist()
-        for key, value in zip(_SB3_STAT_KEYS, host[:-1]):
+        for key, value in zip(_SB3_STAT_KEYS, host[:-1], strict=True):
             self.logger.record(key, value)
         self.logger.record("train/gumbel_temperature", temperature)
         for name, lr in lrs.items():

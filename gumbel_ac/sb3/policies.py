@@ -73,8 +73,10 @@ class FeatureActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.trainable_extractor:
             return self.head(self.extractor(obs))
+        extractor = self._shared_extractor  # a plain attribute, see __init__
+        assert isinstance(extractor, nn.Module)
         with torch.no_grad():
-            features_BD = self._shared_extractor(obs)
+            features_BD = extractor(obs)
         return self.head(features_BD)
 
 
@@ -100,7 +102,9 @@ class FeatureCritic(nn.Module):
         """``Q_i(s, a)`` for both critics: ``[2, B]``."""
         return self.twin(self._features(obs, detach_params), action_BK, detach_params=detach_params)
 
-    def all_actions(self, obs: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def all_actions(
+        self, obs: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False
+    ) -> torch.Tensor:
         """``Q_i(s, a)`` for every joint action: ``[2, B, J]``."""
         return self.twin.all_actions(self._features(obs, detach_params), joint_onehot_JK, detach_params=detach_params)
 
@@ -192,7 +196,7 @@ class GumbelACPolicy(BasePolicy):
                 actor = FeatureActor(extractor, agent.actor, trainable_extractor=False)
             else:
                 actor = FeatureActor(self.make_features_extractor(), agent.actor, trainable_extractor=True)
-            agent.actor = actor
+            agent.actor = actor  # type: ignore[assignment]  # same call signature as Actor
             agent.critic = FeatureCritic(extractor, agent.critic)  # type: ignore[assignment]
             agent.critic_target = copy.deepcopy(agent.critic)
             agent.critic_target.requires_grad_(False)

@@ -66,7 +66,8 @@ class TorchVecEnvAdapter(VecEnv):
                 "for Gymnasium's numpy envs use stable_baselines3.common.env_util.make_vec_env instead"
             )
         self.env = env
-        self.env_id = env_id or (env.spec.id if getattr(env, "spec", None) is not None else None)
+        spec = getattr(env, "spec", None)
+        self.env_id = env_id or (spec.id if spec is not None else None)
         self.device = torch.device(getattr(env, "device", "cpu"))
         self._actions: np.ndarray | None = None
         self._t_start = time.time()
@@ -156,14 +157,15 @@ class TorchVecEnvAdapter(VecEnv):
         if self.render_mode != "rgb_array":
             warnings.warn(f"render_mode is {self.render_mode!r}; get_images needs 'rgb_array'", stacklevel=2)
             return [None for _ in range(self.num_envs)]
-        old = getattr(self.env, "render_env_index", 0)
-        images = []
+        env: Any = self.env  # our TorchVectorEnv: renders the row at ``render_env_index``
+        old = getattr(env, "render_env_index", 0)
+        images: list[np.ndarray | None] = []
         try:
             for i in range(self.num_envs):
-                self.env.render_env_index = i
-                images.append(self.env.render())
+                env.render_env_index = i
+                images.append(env.render())
         finally:
-            self.env.render_env_index = old
+            env.render_env_index = old
         return images
 
 
