@@ -13,6 +13,7 @@ and only the ones that do not change the experiment are accepted (docs/resume.md
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import tyro
@@ -54,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         config = tyro.cli(Config, args=args, default=default, description=__doc__)
     except SystemExit as exc:  # --help (0) or a flag tyro cannot parse (2, message already printed)
         return exit_status(exc)
+    if resume and default is not None:
+        # Exactly the flags that changed a value are overrides (the rest are the run's own),
+        # the same rule as resume_config() from Python.
+        from gumbel_ac.resume import resume_config
+
+        named = {
+            f.name: getattr(config, f.name)
+            for f in dataclasses.fields(Config)
+            if f.name != "resume" and getattr(config, f.name) != getattr(default, f.name)
+        }
+        resumed = guarded(lambda: resume_config(resume, **named))
+        if isinstance(resumed, int):
+            return resumed
+        config = resumed
     return run_cli(config)
 
 

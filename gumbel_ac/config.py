@@ -13,6 +13,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, Literal
 
 #: Fields that older versions wrote into config.json and that no longer exist; a saved
@@ -183,6 +184,10 @@ class Config:
     """Parent folder of run folders."""
     run_name: str | None = None
     """Run folder name (default: ENV__ESTIMATOR__SEED__TIMESTAMP)."""
+    overwrite: bool = False
+    """Start a new run in a --run-name folder that holds another run's files by deleting them
+    (config.json, metrics.jsonl, checkpoints/) first. Without it such a folder is refused: a new
+    run never mixes its rows and checkpoints into another run's."""
     progress: bool = True
     """Show a progress bar on the console."""
     track: bool = False
@@ -377,6 +382,10 @@ class Config:
             "resume must be a run folder (runs/<name>), not an empty string",
         )
         need(
+            not (self.overwrite and self.resume),
+            "--overwrite starts a new run and --resume continues one: give only one of them",
+        )
+        need(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
         )
@@ -438,25 +447,33 @@ class Config:
         return start * (end / start) ** frac
 
 
-def merge_resume_config(saved: Config, given: Config) -> Config:
+def merge_resume_config(saved: Config, given: Config, explicit: Collection[str] | None = None) -> Config:
     """The config of a resumed run: ``saved`` (from the checkpoint) with ``given``'s overrides.
 
-    Fields in :data:`RESUME_OVERRIDABLE` come from ``given``. Any other field must equal the
-    saved value; a field left at its dataclass default counts as "not given" (so
-    ``train(Config(resume=...))`` works from Python), and a value that differs from both is a
-    ConfigError naming it -- changing e.g. the learning rate mid-run would make the resumed
-    run a different experiment under the same name.
+    Which of ``given``'s fields are overrides: exactly ``explicit`` when it is known (the CLI
+    and :func:`gumbel_ac.resume.resume_config` pass the fields the user named), otherwise every
+    field whose value differs from its dataclass default -- so ``train(Config(resume=path))``
+    continues the run with ALL its own settings, its ``total_steps`` and logging cadence
+    included, just as ``train.py --resume path`` does. An override of a field in
+    :data:`RESUME_OVERRIDABLE` is applied; an override of any other field to a value other than
+    the saved one is a ConfigError naming it -- changing e.g. the learning rate mid-run would
+    make the resumed run a different experiment under the same name.
     """
     conflicts = []
     merged: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         old, new = getattr(saved, f.name), getattr(given, f.name)
+        merged[f.name] = old
+        if explicit is not None:
+            named = f.name in explicit
+        else:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            named = new != default
+        if not named or new == old:
+            continue
         if f.name in RESUME_OVERRIDABLE:
             merged[f.name] = new
-            continue
-        merged[f.name] = old
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        if new != old and new != default:
+        else:
             conflicts.append(f"{f.name} (run: {old!r}, given: {new!r})")
     if conflicts:
         raise ConfigError(
@@ -465,4 +482,5 @@ def merge_resume_config(saved: Config, given: Config) -> Config:
             + f". Only {', '.join(sorted(RESUME_OVERRIDABLE - {'resume', 'runs_dir', 'run_name'}))} may change"
             " (start a new run for other settings)"
         )
+    merged["resume"] = given.resume
     return Config(**merged)

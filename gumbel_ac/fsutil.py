@@ -64,3 +64,54 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     Sorted keys make two writes of the same object byte-identical (diffable run folders).
     """
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process holds the folder's lock; the message names its PID."""
+
+
+class FolderLock:
+    """An exclusive lock on ``folder/.lock`` for the life of a run: one writer per run folder.
+
+    ``fcntl.flock`` (advisory, released by the kernel when the holder exits -- even after
+    kill -9 -- so a crashed run never leaves a stale lock). The holder writes its PID into the
+    file, so a second writer's error can name it. The file itself is left in place: removing
+    it on release would let a third process lock a fresh inode while a second still waits on
+    the old one. Where ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+
+    FILE = ".lock"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / self.FILE
+        self._fh: Any = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock or raise :class:`FolderInUseError` at once (never waits)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise FolderInUseError(
+                f"{self.path.parent} is in use by another gumbel_ac process (PID {holder}); wait for it to "
+                "finish or stop it, or use another --run-name"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases it)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -38,15 +38,29 @@ from gumbel_ac.config import Config
 TRAINING_STATE_VERSION = 2
 
 
+#: The attribute (not a dataclass field: not a flag, not saved) by which :func:`resume_config`
+#: tells :func:`gumbel_ac.trainer.train` which fields the caller named.
+OVERRIDES_ATTR = "_resume_overrides"
+
+
 def resume_config(path: str | Path, **overrides: Any) -> Config:
     """The config to pass to :func:`train` to continue the run at ``path``.
 
     The run's saved config with ``resume=path`` and ``overrides`` applied (e.g.
-    ``total_steps=200_000``); ``train.py --resume`` builds the same thing from its flags.
-    Overriding a field outside :data:`gumbel_ac.config.RESUME_OVERRIDABLE` to a new value is
-    refused by :func:`train`.
+    ``total_steps=200_000``); ``train.py --resume`` builds it the same way from the flags the
+    user gave. Exactly the named ``overrides`` are applied -- even one equal to a dataclass
+    default. Overriding a field outside :data:`gumbel_ac.config.RESUME_OVERRIDABLE` to a new
+    value is refused by :func:`train`.
     """
-    return dataclasses.replace(saved_config(path), resume=str(path), **overrides)
+    config = dataclasses.replace(saved_config(path), resume=str(path), **overrides)
+    object.__setattr__(config, OVERRIDES_ATTR, frozenset(overrides))
+    return config
+
+
+def resume_overrides(config: Config) -> frozenset[str] | None:
+    """The fields :func:`resume_config` was told to override (None: a config built otherwise)."""
+    value = getattr(config, OVERRIDES_ATTR, None)
+    return value if isinstance(value, frozenset) else None
 
 
 #: Marks a tensor leaf in the manifest's mirror of the state tree (the tensor itself is in

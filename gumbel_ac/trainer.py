@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -45,17 +46,18 @@ import torch
 
 from gumbel_ac.agent import make_agent
 from gumbel_ac.buffer import ReplayBuffer
-from gumbel_ac.checkpoint import resume_candidates, save_checkpoint, saved_config, write_json_atomic
+from gumbel_ac.checkpoint import list_checkpoints, resume_candidates, save_checkpoint, saved_config, write_json_atomic
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
 from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size, setup
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.evaluation import evaluate
+from gumbel_ac.fsutil import FolderInUseError, FolderLock
 from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.learner import Learner, TrainingError
 from gumbel_ac.logger import MetricsLogger, truncate_metrics
 from gumbel_ac.loop_state import EvalRecord, LoopState
 from gumbel_ac.losses import UpdateStats
-from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config
+from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, resume_overrides
 from gumbel_ac.seeding import derive_seed
 from gumbel_ac.vector import UnknownEnvError, describe_spaces, make_env
 
@@ -90,6 +92,14 @@ class TrainResult:
     evals: list[EvalRecord] = field(default_factory=list)
     train_seconds: float = 0.0
     interrupted: bool = False
+
+
+#: What a run writes into its folder; a new run refuses a folder holding any of them.
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "wandb")
+
+#: Periodic checkpoint writes that may fail in a row (warned each time) before the run stops
+#: instead of training on with an ever older checkpoint as its only safety net.
+MAX_FAILED_CHECKPOINTS = 3
 
 
 def default_run_name(config: Config) -> str:
@@ -204,7 +214,7 @@ def train(config: Config) -> TrainResult:
     :func:`resume_config` builds such a config from the run's saved one. ``num_seeds > 1`` is
     :func:`train_seeds`'s job and refused here (it would otherwise train one agent silently).
     """
-    config = config.validate()
+    given, config = config, config.validate()  # a resolved copy; `given` keeps what the caller set
     if config.num_seeds > 1:
         raise ConfigError(
             f"train() trains one agent but num_seeds={config.num_seeds}; "
@@ -214,7 +224,7 @@ def train(config: Config) -> TrainResult:
     candidates: list[Path] = []
     if config.resume is not None:
         resume_dir, candidates = resume_candidates(config.resume)
-        config = merge_resume_config(saved_config(config.resume), config)
+        config = merge_resume_config(saved_config(config.resume), given, resume_overrides(given))
         config = dataclasses.replace(config, runs_dir=str(resume_dir.parent), run_name=resume_dir.name).validate()
 
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -225,7 +235,7 @@ def train(config: Config) -> TrainResult:
         torch.backends.cudnn.benchmark = False
     try:
         dist_ctx = setup(config)  # a single process unless launched by torchrun with P > 1
-        run = _Run(config, dist_ctx)
+        run = _Run(config, dist_ctx, resuming=resume_dir is not None)
         try:
             run.build()
             if resume_dir is not None:
@@ -249,15 +259,18 @@ class _Run:
     state: a resumed run measures its own time.
     """
 
-    def __init__(self, config: Config, dist_ctx: DistContext) -> None:
+    def __init__(self, config: Config, dist_ctx: DistContext, *, resuming: bool) -> None:
         self.config, self.dist = config, dist_ctx
+        self.resuming = resuming
+        self.lock: FolderLock | None = None
+        self.failed_checkpoints = 0  # consecutive failed checkpoint writes
+        self.final_pending = False  # the end-of-run checkpoint is being written
         self.device = dist_ctx.device
         self.eval_env_id = config.eval_env or config.env
         self.env: Any = None
         self.logger: MetricsLogger | SilentLogger = SilentLogger()
         self.notes: list[str] = []  # start-up messages, printed once the logger exists
         self.resumed_from: Path | None = None
-        self.resuming = False
         self.sync_guard = config.debug_syncs and self.device.type == "cuda"
         self.steps_per_iter = config.num_envs * dist_ctx.world_size  # env steps of all ranks per iteration
         self.end_step = math.ceil(config.total_steps / self.steps_per_iter) * self.steps_per_iter
@@ -305,11 +318,36 @@ class _Run:
         self.parts: dict[str, Any] = {"learner": self.learner, "loop": self.state, "replay": self.buffer}
         if self.env.state_dict() is not None:
             self.parts["env"] = self.env
+        if self.dist.is_main:
+            self.claim_run_dir()
+
+    def claim_run_dir(self) -> None:
+        """Create the run folder, lock it for this process's life, and make sure a NEW run
+        does not write into another run's files (refused, or cleared with ``--overwrite``)."""
+        config = self.config
+        self.run_dir = prepare_run_dir(config)
+        try:
+            self.lock = FolderLock(self.run_dir).acquire()
+        except FolderInUseError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.resuming:
+            return
+        found = [name for name in RUN_FILES if (self.run_dir / name).exists()]
+        if found and not config.overwrite:
+            raise ConfigError(
+                f"run folder {self.run_dir} already holds a run ({', '.join(found)}); continue it with "
+                f"--resume {self.run_dir}, start a new run under another --run-name, or replace it with --overwrite"
+            )
+        for name in found:  # --overwrite: the old run's files go, the new run starts clean
+            path = self.run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def resume(self, resume_dir: Path, candidates: list[Path]) -> None:
         """Put a checkpoint's state back (rank 0: checkpoints hold rank 0's state; the other
         ranks take it from rank 0 in :meth:`start`)."""
-        self.resuming = True
         if not self.dist.is_main:
             return
         config, state = self.config, self.state
@@ -351,7 +389,6 @@ class _Run:
             state.reseed(seed)
             state.obs = self.env.reset(seed=seed)
         if self.dist.is_main:
-            self.run_dir = prepare_run_dir(config)
             write_json_atomic(self.run_dir / "config.json", config.to_dict())
         else:
             self.run_dir = Path(config.runs_dir) / (config.run_name or "")
@@ -432,6 +469,8 @@ class _Run:
                     break
             self._pause_clock()
             # The final checkpoint, still under the stop flag: a SIGTERM now must not kill the write.
+            # It must succeed (also when interrupted): a run that ends is resumable from its end.
+            self.final_pending = True
             self.final_checkpoint = self.checkpoint(finished=not interrupted)
         return interrupted
 
@@ -561,7 +600,7 @@ class _Run:
         state.finished = finished
         tensors, tmeta = collect_state(self.parts, self.device)
         try:
-            return save_checkpoint(
+            path = save_checkpoint(
                 self.run_dir,
                 step=state.global_step,
                 agent=self.learner.agent,
@@ -571,11 +610,24 @@ class _Run:
                 training_state=tensors,
                 training_meta=tmeta,
             )
-        except OSError as exc:  # disk full etc.: report, keep the previous checkpoint, go on
-            self.logger.message(
-                f"warning: checkpoint at step {state.global_step} failed ({exc}); the previous one is kept"
-            )
+        except OSError as exc:  # disk full etc.: the previous checkpoints are untouched
+            self.failed_checkpoints += 1
+            newest = list_checkpoints(self.run_dir)
+            on_disk = f"the newest on disk is {newest[-1]}" if newest else "no checkpoint is on disk"
+            if finished or self.failed_checkpoints >= MAX_FAILED_CHECKPOINTS or self.final_pending:
+                which = (
+                    "final checkpoint"
+                    if (finished or self.final_pending)
+                    else (f"last {self.failed_checkpoints} checkpoints")
+                )
+                raise TrainingError(
+                    f"the {which} at step {state.global_step} could not be written ({exc}); {on_disk}. "
+                    f"Free space in {self.run_dir.parent} (or choose another --runs-dir) and resume"
+                ) from None
+            self.logger.message(f"warning: checkpoint at step {state.global_step} failed ({exc}); {on_disk}")
             return None
+        self.failed_checkpoints = 0
+        return path
 
     # ------------------------------------------------------------------ the end
     def finish(self, interrupted: bool) -> TrainResult:
@@ -608,12 +660,14 @@ class _Run:
         return TrainResult(self.run_dir, final_mean, final_std, state.evals, state.train_seconds, interrupted)
 
     def close(self) -> None:
-        """Release the logger and the envs (also on errors)."""
+        """Release the logger, the envs and the run folder's lock (also on errors)."""
         if self.sync_guard:  # an error raised inside the guarded phases leaves the mode set
             torch.cuda.set_sync_debug_mode("default")
         self.logger.close()
         if self.env is not None:
             self.env.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def train_seeds(config: Config) -> list[TrainResult]:
@@ -625,11 +679,11 @@ def train_seeds(config: Config) -> list[TrainResult]:
     gets its own run folder ``<run-name>__s<seed>``, so eval.py, resume and the lab work on
     it unchanged.
     """
-    config = config.validate()
+    given, config = config, config.validate()
     if config.num_seeds > 1 and launched_world_size() > 1:
         raise ConfigError("--num-seeds > 1 cannot run under torchrun; launch one torchrun per seed")
     if config.num_seeds == 1:
-        return [train(config)]
+        return [train(given)]  # as given: a resume_config() keeps the overrides it names
     base = config.run_name or default_run_name(config)
     results = [
         train(dataclasses.replace(config, seed=config.seed + k, num_seeds=1, run_name=f"{base}__s{config.seed + k}"))
