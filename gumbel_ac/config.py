@@ -12,8 +12,8 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Literal
 
 #: Fields that older versions wrote into config.json and that no longer exist; a saved

@@ -29,8 +29,15 @@ from gumbel_ac.resume import resume_config
 from gumbel_ac.trainer import train
 
 BASE: dict[str, Any] = dict(
-    env="gumbel_ac/CartPole-v1", num_envs=8, learning_starts=200, batch_size=32, log_every=200,
-    checkpoint_every=400, eval_every=0, final_eval_episodes=0, progress=False,
+    env="gumbel_ac/CartPole-v1",
+    num_envs=8,
+    learning_starts=200,
+    batch_size=32,
+    log_every=200,
+    checkpoint_every=400,
+    eval_every=0,
+    final_eval_episodes=0,
+    progress=False,
 )
 
 
@@ -101,9 +108,27 @@ def test_a_failed_final_checkpoint_is_an_error_naming_what_is_on_disk(
     with pytest.raises(TrainingError, match=r"final checkpoint at step 1200 could not be written.*step_000000800"):
         train(Config(**BASE, total_steps=1200, runs_dir=str(tmp_path), run_name="f"))
     # From the CLI: exit 2 and one line.
-    argv = ["--env", BASE["env"], "--total-steps", "1200", "--num-envs", "8", "--learning-starts", "200",
-            "--checkpoint-every", "0", "--eval-every", "0", "--final-eval-episodes", "0", "--no-progress",
-            "--runs-dir", str(tmp_path), "--run-name", "g"]
+    argv = [
+        "--env",
+        BASE["env"],
+        "--total-steps",
+        "1200",
+        "--num-envs",
+        "8",
+        "--learning-starts",
+        "200",
+        "--checkpoint-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--final-eval-episodes",
+        "0",
+        "--no-progress",
+        "--runs-dir",
+        str(tmp_path),
+        "--run-name",
+        "g",
+    ]
     capsys.readouterr()
     assert script_main("train")(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
