@@ -61,12 +61,64 @@ class ReplayBuffer:
         next_obs_ND: torch.Tensor,
         terminated_N: torch.Tensor,
         valid_N: torch.Tensor | None = None,
-    ) -> None:
-        """Append ``N`` transitions (only the ``valid`` rows when a mask is given)."""
+    ) -> torch.Tensor:
+        """Append ``N`` transitions (only the ``valid`` rows when a mask is given); return how
+        many had a non-finite observation, next observation or reward and were NOT stored (a
+        0-dim device tensor: counting never syncs).
+
+        Why screen here: one NaN row in replay poisons every minibatch that draws it, so most
+        updates would be skipped for as long as it stays in the ring. With a mask (Gymnasium's
+        NEXT_STEP envs, which sync here anyway) such rows are dropped. Without one, the write
+        position must stay a host integer, so a non-finite row's slot gets a copy of a real
+        transition instead: the step's first finite row, or, when every row of the step is
+        non-finite (envs that fail in lockstep), the newest row already in the ring. Only a
+        first step with no finite row at all, into an empty buffer, is stored as it is; the
+        learner's non-finite guard then skips the updates that draw it. Cost, measured against
+        the unscreened add on the 2-core CPU (AVX512): ~66 vs ~9 µs for 16 rows, about 4% of a
+        16-env training iteration -- paid for never training on a poisoned ring.
+        """
+        finite_N = self._finite_rows(obs_ND, next_obs_ND, reward_N)
         if valid_N is not None:
-            keep = valid_N.nonzero().squeeze(-1)  # host sync: the NEXT_STEP path only
+            dropped = (valid_N & ~finite_N).sum()
+            keep = (valid_N & finite_N).nonzero().squeeze(-1)  # host sync: the NEXT_STEP path only
             obs_ND, action_NH, reward_N = obs_ND[keep], action_NH[keep], reward_N[keep]
             next_obs_ND, terminated_N = next_obs_ND[keep], terminated_N[keep]
+        else:
+            dropped = (~finite_N).sum()
+            n = finite_N.shape[0]
+            if n <= self.capacity:
+                # Store as given, then point each bad row's slot at a good row's slot.
+                newest = (self.pos - 1) % self.capacity if self.size > 0 else None
+                slots_N = (torch.arange(n, device=finite_N.device) + self.pos) % self.capacity
+                self._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N)
+                # The fallback of an all-bad step is the ring's newest row before this write (an
+                # empty ring has none: the rows stay as they are).
+                first_good = slots_N[finite_N.to(torch.uint8).argmax()]
+                all_bad = slots_N if newest is None else torch.full_like(slots_N, newest)
+                src_N = torch.where(finite_N, slots_N, torch.where(finite_N.any(), first_good, all_bad))
+                for column in self._columns().values():
+                    column[slots_N] = column[src_N]
+                return dropped
+        self._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N)
+        return dropped
+
+    @staticmethod
+    def _finite_rows(obs_ND: torch.Tensor, next_obs_ND: torch.Tensor, reward_N: torch.Tensor) -> torch.Tensor:
+        """``[N]``: every value of the transition is finite (integer observations always are)."""
+        parts = [reward_N.unsqueeze(-1)]
+        if obs_ND.is_floating_point():
+            parts += [obs_ND.flatten(1).to(reward_N.dtype), next_obs_ND.flatten(1).to(reward_N.dtype)]
+        return torch.isfinite(torch.cat(parts, dim=1)).all(dim=1)
+
+    def _store(
+        self,
+        obs_ND: torch.Tensor,
+        action_NH: torch.Tensor,
+        reward_N: torch.Tensor,
+        next_obs_ND: torch.Tensor,
+        terminated_N: torch.Tensor,
+    ) -> None:
+        """Write ``N`` rows at the ring's position (the newest ``capacity`` if more)."""
         n = obs_ND.shape[0]
         if n == 0:
             return
@@ -182,4 +234,4 @@ class ReplayBuffer:
             self.pos, self.size = state["pos"], size
         elif state["mode"] == "newest":
             c = {k: state[k].to(self.device) for k in self._columns()}
-            self.add(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"])
+            self._store(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"])

@@ -36,6 +36,13 @@ from gumbel_ac.optim import FlatAdam, attach_flat_grad_, flatten_parameters_
 __all__ = ["Learner", "TrainingError", "make_estimator"]
 
 
+#: A log window in which more than this fraction of the updates were skipped as non-finite
+#: stops the run (:meth:`Learner.check_nonfinite`) ...
+MAX_SKIPPED_FRACTION = 0.5
+#: ... once the window holds at least this many updates (fewer say too little).
+MIN_WINDOW_UPDATES = 20
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses); the message says why."""
 
@@ -255,14 +262,25 @@ class Learner:
         return stats.with_nonfinite(nonfinite)
 
     # ------------------------------------------------------------------ the guard
-    def check_nonfinite(self, max_streak: float) -> None:
-        """Raise :class:`TrainingError` if ``max_streak`` (a host read of
-        :attr:`max_nonfinite_streak`, done by the caller in its bulk transfer) hit the limit."""
+    def check_nonfinite(self, max_streak: float, skipped: float = 0.0, updates: float = 0.0) -> None:
+        """Raise :class:`TrainingError` when training has stopped learning from its data.
+
+        Two rules, on host values the caller read in its one bulk transfer per window:
+        ``max_streak`` (of :attr:`max_nonfinite_streak`) reached ``max_nonfinite_updates``, or
+        more than :data:`MAX_SKIPPED_FRACTION` of a window's ``updates`` (at least
+        :data:`MIN_WINDOW_UPDATES` of them) were ``skipped`` -- occasional bad data never makes
+        a long streak, but skipping most updates is training on nothing just the same.
+        """
+        advice = "lower the learning rates or check the environment's rewards/observations"
         if max_streak >= self.max_nonfinite_updates:
             raise TrainingError(
                 f"{int(max_streak)} consecutive updates had a non-finite loss or gradient (limit "
-                f"max_nonfinite_updates={self.max_nonfinite_updates}); lower the learning rates or "
-                "check the environment's rewards/observations"
+                f"max_nonfinite_updates={self.max_nonfinite_updates}); {advice}"
+            )
+        if updates >= MIN_WINDOW_UPDATES and skipped > MAX_SKIPPED_FRACTION * updates:
+            raise TrainingError(
+                f"{int(skipped)} of the last {int(updates)} updates had a non-finite loss or gradient and were "
+                f"skipped (limit {MAX_SKIPPED_FRACTION:.0%} per log window); {advice}"
             )
 
     def reset_window(self) -> None:

@@ -58,7 +58,8 @@ class LoopState:
         obs: ``[N, D]`` the observation the policy acts on next.
         generators: ``act``, ``update``, ``replay`` torch generators on the training device.
         stats_sum: ``[S]`` sums of :attr:`UpdateStats.NAMES` over the window's updates.
-        ep_sums: ``[3]`` finished episodes in the window: count, return sum, length sum.
+        ep_sums: ``[4]`` the window's finished episodes (count, return sum, length sum) and the
+            transitions not stored for a non-finite value.
         global_step: env steps taken (all ranks under torchrun).
         updates_in_window: gradient steps since the last log line.
         train_seconds: wall-clock seconds of training so far (evaluations excluded).
@@ -89,7 +90,7 @@ class LoopState:
                 name: torch.Generator(device=device).manual_seed(seed + i) for i, name in enumerate(GENERATORS)
             },
             stats_sum=torch.zeros(len(UpdateStats.NAMES), device=device),
-            ep_sums=torch.zeros(3, device=device),
+            ep_sums=torch.zeros(4, device=device),
         )
 
     def reseed(self, seed: int) -> None:

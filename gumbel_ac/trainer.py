@@ -483,12 +483,17 @@ class _Run:
         else:
             action = agent.act(state.obs, generator=state.generators["act"])
         step = self.env.step(action)
-        self.buffer.add(state.obs, action, step.reward, step.next_obs, step.terminated, step.valid)
+        dropped = self.buffer.add(state.obs, action, step.reward, step.next_obs, step.terminated, step.valid)
         state.obs = step.obs
         state.rows_added += config.num_envs
         done = step.episode_done.to(state.ep_sums.dtype)
         state.ep_sums += torch.stack(
-            [done.sum(), (step.episode_return * done).sum(), (step.episode_length * done).sum()]
+            [
+                done.sum(),
+                (step.episode_return * done).sum(),
+                (step.episode_length * done).sum(),
+                dropped.to(done.dtype),
+            ]
         )
 
     def update(self) -> None:
@@ -552,12 +557,20 @@ class _Run:
         if state.updates_in_window:
             for name, value in zip(UpdateStats.NAMES, host[:num_stats], strict=True):
                 metrics[name] = value / (state.updates_in_window * ranks)
-        count = host[num_stats]
+        count, dropped = host[num_stats], host[num_stats + 3]
         if count > 0:
             metrics["charts/episodic_return"] = host[num_stats + 1] / count
             metrics["charts/episodic_length"] = host[num_stats + 2] / count
+        if dropped > 0:
+            metrics["charts/nonfinite_transitions"] = dropped
+            self.logger.message(
+                f"warning: {int(dropped)} transition(s) with a non-finite observation or reward in steps "
+                f"{self.window_step}-{state.global_step} were not stored; check the environment"
+            )
         self.logger.log(state.global_step, metrics)
-        self.learner.check_nonfinite(host[-1] / ranks)  # the same on every rank after the all-reduce
+        # The same values on every rank after the all-reduce: every rank stops alike.
+        skipped = host[num_stats - 1]  # the sum of UpdateStats.nonfinite, the last stat
+        self.learner.check_nonfinite(host[-1] / ranks, skipped, state.updates_in_window * ranks)
         state.reset_window()
         self.learner.reset_window()
         self.window_start, self.window_step = time.perf_counter(), state.global_step
@@ -635,9 +648,12 @@ class _Run:
         config, state = self.config, self.state
         final_mean = final_std = float("nan")
         if interrupted:
+            launcher = (
+                f"torchrun --nproc_per_node={self.dist.world_size} train.py" if self.dist.enabled else "python train.py"
+            )
             self.logger.message(
                 f"interrupted at step {state.global_step}: checkpoint written to "
-                f"{self.final_checkpoint}; continue with: python train.py --resume {self.run_dir}"
+                f"{self.final_checkpoint}; continue with: {launcher} --resume {self.run_dir}"
             )
         elif config.final_eval_episodes > 0 and self.dist.is_main:
             returns = evaluate(
