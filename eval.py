@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from gumbel_ac.cli import exit_status, guarded
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    gif_dir = os.path.dirname(os.path.abspath(args.gif)) if args.gif else None
+    if gif_dir is not None and not os.path.isdir(gif_dir):  # now, not after the whole evaluation
+        raise ConfigError(f"--gif {args.gif}: folder {gif_dir} does not exist; create it or choose another path")
     device = resolve_device(args.device)
     loaded = load_run(args.run, device=device)
     # --env plays the part of the run's eval_env, so the config's own rule decides which env

@@ -18,7 +18,7 @@ import sys
 
 import tyro
 
-from gumbel_ac.cli import exit_status, guarded, reflow_field_help, run_cli
+from gumbel_ac.cli import exit_status, guarded, one_line_parse_errors, reflow_field_help, run_cli
 from gumbel_ac.config import Config
 
 
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         default = loaded
     reflow_field_help()
     try:
-        config = tyro.cli(Config, args=args, default=default, description=__doc__)
+        with one_line_parse_errors():  # tyro's multi-line error box becomes one `error:` line
+            config = tyro.cli(Config, args=args, default=default, description=__doc__)
     except SystemExit as exc:  # --help (0) or a flag tyro cannot parse (2, message already printed)
         return exit_status(exc)
     if resume and default is not None:

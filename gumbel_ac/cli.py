@@ -7,8 +7,11 @@ Unexpected exceptions keep their traceback (they are bugs, and the trace helps r
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +53,84 @@ def exit_status(exc: SystemExit) -> int:
         return exc.code
     print(exc.code, file=sys.stderr)
     return 1
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_BOX_BORDER = "│┃|"
+_RULE_CHARS = set("─━-═ ")
+
+
+def _box_sections(text: str) -> list[list[str]]:
+    """The text rows of a tyro error box, split at its horizontal rules (borders dropped).
+
+    tyro draws the box with UTF-8 lines when stdout is UTF-8 (the title sits in the top
+    border) and in ASCII otherwise (the title is a row of its own above the first rule).
+    """
+    sections: list[list[str]] = [[]]
+    for raw in _ANSI_ESCAPE.sub("", text).splitlines():
+        line = raw.strip()
+        if not line or line[0] in "╭╰":  # UTF-8 top border (holds the title) or bottom border
+            continue
+        row = line.strip(_BOX_BORDER).strip()
+        if row and set(row) <= _RULE_CHARS:
+            sections.append([])
+        elif row:
+            sections[-1].append(row)
+    return sections
+
+
+def parse_error_line(text: str) -> str:
+    """Reduce what tyro printed for a parse error (a multi-line box) to one message.
+
+    The box's first section is the problem ("Error parsing --num-envs: invalid literal for
+    int() ...", "Unrecognized options: --num-env"), wrapped over rows when long; later sections
+    are argument help, "Arguments similar to X:" (kept as a did-you-mean) and a --help footer.
+    Plain text without a box (another tyro version, argparse) gives its last line.
+    """
+    sections = _box_sections(text)
+    if "╭" in text:  # UTF-8 box: the title is in the border, the problem comes first
+        problem, rest = sections[0], sections[1:]
+    elif len(sections) > 1:  # ASCII box: title row, rule, problem, ...
+        problem, rest = sections[1], sections[2:]
+    else:  # not a box: the last line is the message
+        rows = sections[0]
+        problem = [re.sub(r"^(?:\S+: )?error:\s*", "", rows[-1], flags=re.IGNORECASE)] if rows else []
+        rest = []
+    message = re.sub(r"^Error parsing ", "", " ".join(problem)).rstrip(" .;")
+    if not message:
+        return "could not parse the command line; --help lists the options"
+    similar = [
+        s[1].split()[0] for s in rest if len(s) > 1 and s[0].startswith(("Arguments similar to", "Perhaps you meant"))
+    ]
+    if similar:
+        message += f" (did you mean {' or '.join(similar)}?)"
+    return f"{message}; --help lists the options"
+
+
+@contextlib.contextmanager
+def one_line_parse_errors() -> Iterator[None]:
+    """Turn tyro's parse-error box into one ``error: ...`` line on stderr (exit status kept).
+
+    tyro draws a multi-line box for a bad flag and exits 2; every other user error here is
+    one line. tyro has no public option for a plain message, so its stderr is captured for
+    the parse and, on a non-zero exit, reduced by :func:`parse_error_line`. Anything else it
+    wrote to stderr (warnings, or output before ``--help``'s exit 0) is passed through as is.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exc:
+        if isinstance(exc.code, int) and exc.code != 0:
+            print(f"error: {parse_error_line(captured.getvalue())}", file=sys.stderr)
+        else:
+            sys.stderr.write(captured.getvalue())
+        raise
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
+    else:
+        sys.stderr.write(captured.getvalue())
 
 
 def guarded(fn: Callable[[], T]) -> T | int:

@@ -83,7 +83,11 @@ class ActionSpec:
 
     @classmethod
     def from_space(cls, space: gym.Space[Any]) -> ActionSpec:
-        """Build from a Gymnasium action space; refuse anything but Discrete/MultiDiscrete."""
+        """Build from a Gymnasium action space; refuse anything but Discrete/MultiDiscrete.
+
+        A MultiDiscrete space must have a 1-D ``nvec``: a 2-D one would need every action
+        reshaped to ``nvec.shape`` on its way to the env, which the env adapters do not do.
+        """
         if isinstance(space, gym.spaces.Discrete):
             if int(space.start) != 0:
                 raise UnsupportedSpaceError(
@@ -94,7 +98,17 @@ class ActionSpec:
         if isinstance(space, gym.spaces.MultiDiscrete):
             if np.asarray(space.start).any():
                 raise UnsupportedSpaceError("MultiDiscrete with a non-zero start is not supported.")
-            return cls(tuple(int(n) for n in np.asarray(space.nvec).reshape(-1)))
+            nvec = np.asarray(space.nvec)
+            if nvec.ndim != 1:
+                # The heads are the flattened nvec, so the policy emits actions of shape (H,);
+                # the env adapters and SB3 hand those to the env as they are, and an env that
+                # expects nvec.shape would get (or fail on) the wrong shape. Refuse up front.
+                raise UnsupportedSpaceError(
+                    f"MultiDiscrete action space with a {nvec.ndim}-D nvec of shape {nvec.shape} is not "
+                    "supported: gumbel_ac needs a 1-D nvec. Flatten the action space with a Gymnasium "
+                    "ActionWrapper that maps MultiDiscrete(nvec.reshape(-1)) actions to nvec.shape."
+                )
+            return cls(tuple(int(n) for n in nvec))
         raise UnsupportedSpaceError(
             f"action space {space} is not supported: gumbel_ac trains categorical policies on "
             "Discrete or MultiDiscrete action spaces only (for Box actions use SAC/TD3)."
