@@ -24,14 +24,27 @@ _SPECS: dict[str, tuple[str, int | None]] = {
     # bsuite's tasks end by themselves (after `size` and `rows - 1` steps): no time limit.
     f"{NAMESPACE}/DeepSea-v0": ("gumbel_ac.envs.deep_sea:DeepSeaEnv", None),
     f"{NAMESPACE}/Catch-v0": ("gumbel_ac.envs.catch:CatchEnv", None),
+    # Many arms: rounds of i.i.d. contexts, truncated after 8 steps (see bandit.py).
+    f"{NAMESPACE}/Bandit-v0": ("gumbel_ac.envs.bandit:BanditEnv", 8),
+}
+
+# MultiDiscrete-action envs, registered and built by `make` like the others but kept out of
+# ENV_IDS: the shared checks over ENV_IDS in tests/test_envs_base.py sample Discrete actions
+# (`single_action_space.n`); tests/test_envs_large_actions.py runs those checks on these.
+_MULTI_DISCRETE_SPECS: dict[str, tuple[str, int | None]] = {
+    # Combinatorial actions: rounds of i.i.d. codes, truncated after 8 steps (see dials.py).
+    f"{NAMESPACE}/Dials-v0": ("gumbel_ac.envs.dials:DialsEnv", 8),
 }
 
 ENV_IDS: list[str] = list(_SPECS)
-"""Every id this package registers."""
+"""Every id this package registers with a ``Discrete`` action space."""
+
+MULTI_DISCRETE_ENV_IDS: list[str] = list(_MULTI_DISCRETE_SPECS)
+"""Every id this package registers with a ``MultiDiscrete`` action space."""
 
 
 def _register() -> None:
-    for env_id, (entry_point, max_steps) in _SPECS.items():
+    for env_id, (entry_point, max_steps) in {**_SPECS, **_MULTI_DISCRETE_SPECS}.items():
         if env_id in gymnasium.registry:  # re-import (e.g. importlib.reload): keep the first
             continue
         gymnasium.register(id=env_id, vector_entry_point=entry_point, max_episode_steps=max_steps)
@@ -48,11 +61,11 @@ def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **k
     """
     if "/" not in env_id:
         env_id = f"{NAMESPACE}/{env_id}"
-    if env_id not in _SPECS:
-        raise ValueError(f"Unknown env id {env_id!r}; choose one of {ENV_IDS}.")
+    if env_id not in _SPECS and env_id not in _MULTI_DISCRETE_SPECS:
+        raise ValueError(f"Unknown env id {env_id!r}; choose one of {ENV_IDS + MULTI_DISCRETE_ENV_IDS}.")
     env = gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **kwargs)
     assert isinstance(env, TorchVectorEnv)
     return env
 
 
-__all__ = ["ENV_IDS", "NAMESPACE", "State", "TorchVectorEnv", "make"]
+__all__ = ["ENV_IDS", "MULTI_DISCRETE_ENV_IDS", "NAMESPACE", "State", "TorchVectorEnv", "make"]
