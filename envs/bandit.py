@@ -106,9 +106,9 @@ class BanditEnv(TorchVectorEnv):
         arms: int = 1024,
         width: float = 0.02,
     ) -> None:
-        if int(arms) < 2:
-            raise ValueError(f"Bandit needs arms >= 2, got {arms}.")
-        if not (math.isfinite(width) and width > 0):
+        if not isinstance(arms, int) or isinstance(arms, bool) or arms < 2:
+            raise ValueError(f"Bandit needs an int arms >= 2, got {arms!r}.")
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not (math.isfinite(width) and width > 0):
             raise ValueError(f"width must be a positive number, got {width!r}.")
         self.arms, self.width = int(arms), float(width)
         super().__init__(

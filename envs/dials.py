@@ -133,7 +133,10 @@ class DialsEnv(TorchVectorEnv):
     ) -> None:
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}.")
-        if int(heads) < 1 or int(choices) < 2:
+        # Exact ints (not floats or bools): a silently truncated 2.5 would be another task.
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (heads, choices)):
+            raise ValueError(f"heads and choices must be ints, got {heads!r} and {choices!r}.")
+        if heads < 1 or choices < 2:
             raise ValueError(f"Dials needs heads >= 1 and choices >= 2, got heads={heads}, choices={choices}.")
         if reward == "pairs" and int(heads) < 2:
             raise ValueError("reward='pairs' needs heads >= 2 (it scores adjacent pairs of heads).")

@@ -226,6 +226,8 @@ def test_dials_bad_arguments_and_actions() -> None:
         DialsEnv(heads=1, reward="pairs")
     with pytest.raises(ValueError, match="choices >= 2"):
         DialsEnv(choices=1)
+    with pytest.raises(ValueError, match="must be ints"):
+        DialsEnv(heads=2.5)  # type: ignore[arg-type]
     env = DialsEnv(num_envs=2, heads=3, choices=4, seed=0)
     env.reset()
     with pytest.raises(ValueError, match=r"shape \(2, 3\).*got \(2,\)"):
@@ -320,6 +322,8 @@ def test_bandit_contexts_uniform() -> None:
     assert ((counts - expected) ** 2 / expected).sum() < 45  # 15 dof: P(chi2 > 45) < 1e-4
     with pytest.raises(ValueError, match="arms >= 2"):
         BanditEnv(arms=1)
+    with pytest.raises(ValueError, match="int arms"):
+        BanditEnv(arms=16.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="width"):
         BanditEnv(width=0.0)
 
