@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -24,17 +24,23 @@ class CriticObjective:
     """``f(a) = min_i Q_i(s, a)`` at fixed states, with the critic's weights detached.
 
     This is the estimators' :class:`~gumbel_ac.estimators.Objective`: the actor's gradient
-    flows through the action into the policy, never into the critic.
+    flows through the action into the policy, never into the critic. ``enumerable`` says
+    whether :meth:`all` may be used (the joint action set is small enough to enumerate); the
+    estimators that need every action's value sample instead, or refuse, when it is False.
     """
 
-    def __init__(self, critic: TwinCritic, obs_BD: torch.Tensor, spec: ActionSpec) -> None:
+    def __init__(self, critic: TwinCritic, obs_BD: torch.Tensor, spec: ActionSpec, *, enumerable: bool = True) -> None:
         self.critic, self.obs_BD, self.spec = critic, obs_BD, spec
+        self.enumerable = enumerable
 
     def at(self, action_BK: torch.Tensor) -> torch.Tensor:
         return self.critic(self.obs_BD, action_BK, detach_params=True).amin(dim=0)
 
     def all(self) -> torch.Tensor:
-        return self.critic.all_actions(self.obs_BD, self.spec.joint_onehot_JK, detach_params=True).amin(dim=0)
+        if not self.enumerable:
+            raise ValueError(f"the {self.spec.num_joint} joint actions are not enumerated (above the limit)")
+        onehot_JK = self.spec.joint_onehot_on(self.obs_BD.device)
+        return self.critic.all_actions(self.obs_BD, onehot_JK, detach_params=True).amin(dim=0)
 
 
 class Agent(nn.Module):
@@ -66,15 +72,6 @@ class Agent(nn.Module):
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha) if alpha > 0 else -math.inf))
         self.target_entropy = float(target_entropy)
-        self.register_buffer("joint_onehot_JK", spec.joint_onehot_JK.clone(), persistent=False)
-
-    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Agent:
-        # Keep the spec's lookup tables on the same device as the parameters.
-        out = super()._apply(fn, recurse)
-        table = self.joint_onehot_JK  # a registered buffer, moved by _apply
-        assert isinstance(table, torch.Tensor)
-        self.spec = self.spec.to(table.device)
-        return out
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -85,9 +82,9 @@ class Agent(nn.Module):
         """Policy logits ``[B, K]``."""
         return self.actor(obs_BD)
 
-    def q_objective(self, obs_BD: torch.Tensor) -> CriticObjective:
+    def q_objective(self, obs_BD: torch.Tensor, *, enumerable: bool = True) -> CriticObjective:
         """The estimators' objective ``min_i Q_i(s, .)`` at ``obs``."""
-        return CriticObjective(self.critic, obs_BD, self.spec)
+        return CriticObjective(self.critic, obs_BD, self.spec, enumerable=enumerable)
 
     @torch.no_grad()
     def act(

@@ -159,7 +159,19 @@ class Config:
     temperature_anneal_steps: int = 50_000
     """Env steps over which tau moves from gumbel_temperature to gumbel_temperature_final."""
     rao_samples: int = 10
-    """Gumbel draws per action for the gumbel-rao estimator (Paulus et al. 2020)."""
+    """Gumbel draws per action for the gumbel-rao estimator (Paulus et al. 2020); 1 to 10_000."""
+    max_enumerated_actions: int = 256
+    """Up to this many joint actions the critic target and the score/exact estimators enumerate
+    every action (exact, cheap for small sets); above it nothing enumerates: the target averages
+    --target-action-samples sampled next actions, score uses a sampled leave-one-out baseline and
+    exact is refused. 1 to 65_536."""
+    target_action_samples: int = 4
+    """Sampled next actions per transition for the critic target above --max-enumerated-actions
+    (an unbiased estimate of the expected-SARSA target; its variance falls as 1/N, its cost is N
+    target-critic passes). 1 to 1_024."""
+    score_samples: int = 4
+    """Draws of the score estimator's leave-one-out baseline above --max-enumerated-actions
+    (Kool et al. 2019); 2 to 1_024."""
     max_nonfinite_updates: int = 100
     """Stop with an error after this many consecutive updates with a non-finite loss or
     gradient (each one is skipped and counted in charts/nonfinite_updates)."""
@@ -375,6 +387,15 @@ class Config:
         need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
         need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
         need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
+        need(
+            1 <= self.max_enumerated_actions <= 65_536,
+            f"max_enumerated_actions must be in [1, 65536], got {self.max_enumerated_actions}",
+        )
+        need(
+            1 <= self.target_action_samples <= 1_024,
+            f"target_action_samples must be in [1, 1024], got {self.target_action_samples}",
+        )
+        need(2 <= self.score_samples <= 1_024, f"score_samples must be in [2, 1024], got {self.score_samples}")
         need(finite("dist_timeout_s") > 0.0, f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
         need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
         need(

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: Joint action sets larger than this are refused for MultiDiscrete spaces: the critic target
-#: and the ``exact``/``score`` estimators enumerate every joint action.
-MAX_JOINT_ACTIONS = 4096
+#: The most joint actions :meth:`ActionSpec.joint_index_on` will ever enumerate (its tables are
+#: ``J x (H + K)`` numbers). Training never gets near it: above ``--max-enumerated-actions``
+#: (a few hundred) the losses and estimators sample actions instead of enumerating them.
+MAX_ENUMERABLE_ACTIONS = 65_536
 
 
 class UnsupportedSpaceError(ValueError):
@@ -37,37 +38,63 @@ class ActionSpec:
     ``Discrete(n)`` is one head of size ``n``. ``MultiDiscrete(nvec)`` is one independent
     categorical per entry; the critic takes the concatenated one-hots (length ``K``).
 
+    Everything per head (sampling, log-probabilities, entropy, the mode) costs ``O(K)``: a
+    ``MultiDiscrete([8] * 8)`` space (16.7M joint actions) is 8 heads of 8 logits. Tables over
+    the ``J = prod(nvec)`` joint actions (for enumerating every action: the exact expected-SARSA
+    target and the ``exact``/``score`` estimators on small spaces) are built lazily, on first
+    use, once per device, and refused above :data:`MAX_ENUMERABLE_ACTIONS`.
+
     Attributes:
         nvec: size of each head.
         offsets: start of each head's slice in the concatenated logits.
-        joint_index_JH: every joint action, as one index per head (itertools.product order).
-        joint_onehot_JK: the concatenated one-hot of every joint action.
     """
 
     nvec: tuple[int, ...]
     offsets: tuple[int, ...] = field(init=False)
-    joint_index_JH: torch.Tensor = field(init=False, repr=False)
-    joint_onehot_JK: torch.Tensor = field(init=False, repr=False)
+    _tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.nvec or any(int(n) < 1 for n in self.nvec):
             raise UnsupportedSpaceError(f"every action head needs at least 1 action, got {self.nvec}")
         offsets = tuple(int(o) for o in np.cumsum((0,) + tuple(self.nvec[:-1])))
         object.__setattr__(self, "offsets", offsets)
-        joint = self.num_joint
-        if joint > MAX_JOINT_ACTIONS:
-            raise UnsupportedSpaceError(
-                f"MultiDiscrete{list(self.nvec)} has {joint} joint actions; gumbel_ac enumerates joint "
-                f"actions for the expected-SARSA target and supports at most {MAX_JOINT_ACTIONS}. "
-                "Use fewer or smaller heads."
-            )
-        index = torch.tensor(list(itertools.product(*[range(n) for n in self.nvec])), dtype=torch.long)
-        index = index.reshape(joint, len(self.nvec))
-        onehot = torch.zeros(joint, self.num_logits)
-        for h, off in enumerate(offsets):
-            onehot[torch.arange(joint), off + index[:, h]] = 1.0
-        object.__setattr__(self, "joint_index_JH", index)
-        object.__setattr__(self, "joint_onehot_JK", onehot)
+        object.__setattr__(self, "_tables", {})
+
+    def _joint_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(joint_index_JH, joint_onehot_JK)`` on ``device``: built once per device."""
+        key = str(device)
+        if key not in self._tables:
+            joint = self.num_joint
+            if joint > MAX_ENUMERABLE_ACTIONS:
+                raise UnsupportedSpaceError(
+                    f"enumerating the {joint} joint actions of {list(self.nvec)} is refused (at most "
+                    f"{MAX_ENUMERABLE_ACTIONS}); the sampled training path needs no enumeration"
+                )
+            index = torch.tensor(list(itertools.product(*[range(n) for n in self.nvec])), dtype=torch.long)
+            index = index.reshape(joint, len(self.nvec))
+            onehot = torch.zeros(joint, self.num_logits)
+            for h, off in enumerate(self.offsets):
+                onehot[torch.arange(joint), off + index[:, h]] = 1.0
+            self._tables[key] = (index.to(device), onehot.to(device))
+        return self._tables[key]
+
+    def joint_index_on(self, device: torch.device | str) -> torch.Tensor:
+        """Every joint action as one index per head ``[J, H]`` (itertools.product order)."""
+        return self._joint_tables(torch.device(device))[0]
+
+    def joint_onehot_on(self, device: torch.device | str) -> torch.Tensor:
+        """The concatenated one-hot of every joint action ``[J, K]``."""
+        return self._joint_tables(torch.device(device))[1]
+
+    @property
+    def joint_index_JH(self) -> torch.Tensor:
+        """:meth:`joint_index_on` the CPU."""
+        return self.joint_index_on("cpu")
+
+    @property
+    def joint_onehot_JK(self) -> torch.Tensor:
+        """:meth:`joint_onehot_on` the CPU."""
+        return self.joint_onehot_on("cpu")
 
     @property
     def num_heads(self) -> int:
@@ -120,13 +147,6 @@ class ActionSpec:
             return [x_BK]
         return list(torch.split(x_BK, list(self.nvec), dim=-1))
 
-    def to(self, device: torch.device | str) -> ActionSpec:
-        """Move the lookup tables to ``device`` (returns a new spec)."""
-        spec = ActionSpec(self.nvec)
-        object.__setattr__(spec, "joint_index_JH", self.joint_index_JH.to(device))
-        object.__setattr__(spec, "joint_onehot_JK", self.joint_onehot_JK.to(device))
-        return spec
-
     def onehot(self, index_BH: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Concatenated one-hot ``[B, K]`` of integer actions ``[B, H]`` (or ``[B]`` for one head)."""
         if index_BH.dim() == 1:
@@ -140,8 +160,9 @@ class ActionSpec:
         if len(heads) == 1:
             return F.log_softmax(heads[0], dim=-1)
         logp = torch.zeros(logits_BK.shape[0], self.num_joint, device=logits_BK.device, dtype=logits_BK.dtype)
+        joint_index_JH = self.joint_index_on(logits_BK.device)
         for h, lg in enumerate(heads):
-            logp = logp + F.log_softmax(lg, dim=-1)[:, self.joint_index_JH[:, h]]
+            logp = logp + F.log_softmax(lg, dim=-1)[:, joint_index_JH[:, h]]
         return logp
 
     def log_prob(self, logits_BK: torch.Tensor, index_BH: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,9 @@ estimator is chosen, so switching estimators changes exactly one thing.
 ``objective`` is what the gradient flows into: in the agent, the critic ``min_i Q_i(s, .)``;
 in the lab, a synthetic function. It offers ``at(action_BK)`` (the value at a, possibly
 relaxed, concatenated one-hot, differentiable in the action) and ``all()`` (values of every
-joint action ``[B, J]``, used by the score baseline and the exact gradient).
+joint action ``[B, J]``, used by the score baseline and the exact gradient) while its
+``enumerable`` attribute (default True) allows: above the enumeration limit ``score`` uses a
+sampled leave-one-out baseline and ``exact`` refuses.
 
 Maths and sources: docs/DESIGN.md §3.
 - gumbel-st: Jang, Gu, Poole 2017 (arXiv:1611.01144); Maddison, Mnih, Teh 2017.
@@ -25,7 +27,8 @@ Maths and sources: docs/DESIGN.md §3.
 - reinmax: Liu et al. 2023 (NeurIPS, arXiv:2304.08612), Algorithm 2.
 - gst: Fan et al. 2022 (ICML, arXiv:2206.07235), gapped straight-through.
 
-Options: ``gumbel-rao`` takes ``rao_samples`` and ``gst`` takes ``gap``; pass them through
+Options: ``gumbel-rao`` takes ``rao_samples``, ``gst`` takes ``gap`` and ``score`` takes
+``score_samples`` (its sampled baseline's draws, used above the enumeration limit); pass them through
 ``get_estimator(name, **options)``, which validates them (``validate_estimator_options``) and
 returns a ``functools.partial`` with the shared signature.
 
@@ -84,6 +87,9 @@ Tau = float | torch.Tensor
 #: Default number of conditional Gumbel draws of ``gumbel-rao``. Paulus et al. 2020 (Fig. 2)
 #: report most of the variance reduction by ~10 draws; the cost is ``R`` softmaxes per head.
 DEFAULT_RAO_SAMPLES = 10
+#: Draws of ``score``'s leave-one-out baseline when the action set is too large to enumerate
+#: (Kool et al. 2019 found 4 samples enough to give a useful baseline).
+DEFAULT_SCORE_SAMPLES = 4
 #: Default gap kappa of ``gst`` (Fan et al. 2022 call this variant GST-1.0).
 DEFAULT_GST_GAP = 1.0
 
@@ -214,6 +220,7 @@ def score(
     *,
     tau: Tau,
     generator: torch.Generator | None = None,
+    score_samples: int = DEFAULT_SCORE_SAMPLES,
 ) -> EstimatorOutput:
     """Score function (REINFORCE) with the baseline ``V = sum_a pi(a) f(a)``.
 
@@ -226,11 +233,45 @@ def score(
     _, index = _gumbel_perturb(logits_BK, spec, generator)  # Gumbel-max == Categorical(pi)
     hard = spec.onehot(index, dtype=logits_BK.dtype)
     value = objective.at(hard)
+    logp = spec.log_prob(logits_BK, index)
+    if not getattr(objective, "enumerable", True):
+        return _score_leave_one_out(logits_BK, objective, spec, index, value, logp, score_samples, generator)
     with torch.no_grad():
         baseline = (spec.joint_log_probs(logits_BK).exp() * objective.all()).sum(-1)
         advantage = value - baseline
-    logp = spec.log_prob(logits_BK, index)
     return EstimatorOutput(value + (logp - logp.detach()) * advantage, index)
+
+
+def _score_leave_one_out(
+    logits_BK: torch.Tensor,
+    objective: Objective,
+    spec: ActionSpec,
+    index_BH: torch.Tensor,
+    value_B: torch.Tensor,
+    logp_B: torch.Tensor,
+    samples: int,
+    generator: torch.Generator | None,
+) -> EstimatorOutput:
+    """Score function with ``S`` draws and the leave-one-out baseline, for action sets too
+    large to enumerate (Kool, van Hoof, Welling 2019, "Buy 4 REINFORCE samples, get a baseline
+    for free!"): with ``a_1..a_S ~ pi`` (``a_1`` the action already drawn),
+
+        surrogate = (1/S) sum_k [f(a_k) + (log pi(a_k) - sg(log pi(a_k))) * sg(f(a_k) - b_k)],
+        b_k = (1/(S-1)) sum_{j != k} f(a_j),
+
+    unbiased because ``b_k`` does not depend on ``a_k``. Costs ``S`` objective evaluations.
+    """
+    values, logps = [value_B], [logp_B]
+    for _ in range(samples - 1):
+        _, extra = _gumbel_perturb(logits_BK, spec, generator)
+        values.append(objective.at(spec.onehot(extra, dtype=logits_BK.dtype)))
+        logps.append(spec.log_prob(logits_BK, extra))
+    value_SB, logp_SB = torch.stack(values), torch.stack(logps)
+    with torch.no_grad():
+        loo_SB = (value_SB.sum(0, keepdim=True) - value_SB) / (samples - 1)
+        advantage_SB = value_SB - loo_SB
+    surrogate_B = (value_SB + (logp_SB - logp_SB.detach()) * advantage_SB).mean(0)
+    return EstimatorOutput(surrogate_B, index_BH)
 
 
 def exact(
@@ -243,6 +284,11 @@ def exact(
 ) -> EstimatorOutput:
     """The exact expectation ``sum_a pi(a) f(a)``: zero-variance gradient (K small)."""
     _check_tau(tau)
+    if not getattr(objective, "enumerable", True):
+        raise ValueError(
+            f"the exact estimator sums over all {spec.num_joint} joint actions, above --max-enumerated-actions; "
+            "use gumbel-st, gumbel-rao or score (sampled baseline), or raise --max-enumerated-actions"
+        )
     _, index = _gumbel_perturb(logits_BK, spec, generator)  # for acting/logging only
     probs_BJ = spec.joint_log_probs(logits_BK).exp()
     return EstimatorOutput((probs_BJ * objective.all()).sum(-1), index)
@@ -445,7 +491,11 @@ ESTIMATORS: dict[str, EstimatorFn] = {
 }
 
 #: estimator name -> the options it takes (keyword arguments beyond the shared signature).
-ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {"gumbel-rao": ("rao_samples",), "gst": ("gap",)}
+ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "gumbel-rao": ("rao_samples",),
+    "gst": ("gap",),
+    "score": ("score_samples",),
+}
 _ALL_OPTIONS = frozenset(o for opts in ESTIMATOR_OPTIONS.values() for o in opts)
 
 #: Estimators whose temperature must be >= 1 (Liu et al. 2023).
@@ -491,6 +541,10 @@ def validate_estimator_options(name: str, tau: Tau | None = None, **options: Any
         )
     if options.get("rao_samples") is not None:
         _check_rao_samples(options["rao_samples"])
+    if options.get("score_samples") is not None:
+        samples = options["score_samples"]
+        if isinstance(samples, bool) or not isinstance(samples, Integral) or int(samples) < 2:
+            raise ValueError(f"score needs score_samples = an integer >= 2 (draws for its baseline), got {samples!r}.")
     if options.get("gap") is not None:
         _check_gap(options["gap"])
     if tau is None or isinstance(tau, torch.Tensor):

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from gumbel_ac.agent import Agent
-from gumbel_ac.config import Config
+from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.estimators import EstimatorFn, get_estimator
 from gumbel_ac.losses import Batch, UpdateStats, compute_losses
 from gumbel_ac.optim import FlatAdam, attach_flat_grad_, flatten_parameters_
@@ -47,11 +47,11 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses); the message says why."""
 
 
-def make_estimator(name: str, *, rao_samples: int = 10) -> EstimatorFn:
-    """The estimator ``name`` with its options (``rao_samples`` is used by ``gumbel-rao`` only)."""
-    if name == "gumbel-rao":
-        return get_estimator(name, rao_samples=rao_samples)
-    return get_estimator(name)
+def make_estimator(name: str, *, rao_samples: int = 10, score_samples: int = 4) -> EstimatorFn:
+    """The estimator ``name`` with its options (``rao_samples`` is used by ``gumbel-rao``,
+    ``score_samples`` by ``score`` only; :func:`gumbel_ac.estimators.get_estimator` binds the
+    ones the named estimator takes)."""
+    return get_estimator(name, rao_samples=rao_samples, score_samples=score_samples)
 
 
 class Learner:
@@ -68,6 +68,9 @@ class Learner:
         target_update_rate: Polyak rate of the target critic per step.
         max_nonfinite_updates: :meth:`check_nonfinite` raises :class:`TrainingError` once this
             many consecutive steps had a non-finite loss or gradient.
+        max_enumerated_actions: enumerate the joint actions up to this many (exact target,
+            score baseline, exact estimator); above it sample instead (:func:`losses.compute_losses`).
+        target_action_samples: sampled next actions per transition above that limit.
         capturable: keep Adam's step count and lr scale on the device, so that a CUDA graph
             capturing :meth:`step` stays right on every replay (``--cuda-graphs``).
         grad_hook: called with the flat gradient after backward, before the non-finite mask
@@ -86,10 +89,17 @@ class Learner:
         gamma: float,
         target_update_rate: float,
         max_nonfinite_updates: int = 100,
+        max_enumerated_actions: int = 256,
+        target_action_samples: int = 4,
         capturable: bool = False,
         grad_hook: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
         self.agent = agent
+        #: ``None``: the joint action set is enumerated (exact target); else the number of
+        #: sampled next actions per transition (no tensor grows with the joint action count).
+        self.target_samples: int | None = (
+            None if agent.spec.num_joint <= max_enumerated_actions else int(target_action_samples)
+        )
         self.estimator = estimator
         self.autotune_alpha = bool(autotune_alpha)
         self.gamma = float(gamma)
@@ -115,10 +125,23 @@ class Learner:
         grad_hook: Callable[[torch.Tensor], None] | None = None,
     ) -> Learner:
         """The learner a :class:`~gumbel_ac.config.Config` describes (the native trainer's and
-        the SB3 algorithm's, whose hyperparameters are validated as a Config)."""
+        the SB3 algorithm's, whose hyperparameters are validated as a Config).
+
+        Raises ``ConfigError`` for the ``exact`` estimator on a joint action set above
+        ``max_enumerated_actions`` (it sums over every action), naming the alternatives.
+        """
+        joint = agent.spec.num_joint
+        if config.estimator == "exact" and joint > config.max_enumerated_actions:
+            raise ConfigError(
+                f"the exact estimator sums over all {joint} joint actions of {list(agent.spec.nvec)}, more than "
+                f"--max-enumerated-actions={config.max_enumerated_actions}; use gumbel-st, gumbel-rao or score "
+                "(sampled baseline), or raise --max-enumerated-actions"
+            )
         return cls(
             agent,
-            estimator=make_estimator(config.estimator, rao_samples=config.rao_samples),
+            estimator=make_estimator(
+                config.estimator, rao_samples=config.rao_samples, score_samples=config.score_samples
+            ),
             actor_lr=config.actor_lr,
             critic_lr=config.critic_lr,
             alpha_lr=config.alpha_lr,
@@ -126,6 +149,8 @@ class Learner:
             gamma=config.gamma,
             target_update_rate=config.target_update_rate,
             max_nonfinite_updates=config.max_nonfinite_updates,
+            max_enumerated_actions=config.max_enumerated_actions,
+            target_action_samples=config.target_action_samples,
             capturable=capturable,
             grad_hook=grad_hook,
         )
@@ -239,6 +264,7 @@ class Learner:
             self.agent,
             batch,
             self.estimator,
+            target_samples=self.target_samples,
             gamma=self.gamma,
             tau=temperature,
             autotune_alpha=self.autotune_alpha,

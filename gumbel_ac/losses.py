@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from gumbel_ac.agent import Agent
+from gumbel_ac.distributions import sample_gumbel
 from gumbel_ac.estimators import EstimatorFn
 
 
@@ -86,17 +87,54 @@ def soft_state_value(agent: Agent, logits_BK: torch.Tensor, q_BJ: torch.Tensor, 
     return (probs_BJ * inner).sum(-1)
 
 
+def sampled_state_value(
+    agent: Agent,
+    logits_BK: torch.Tensor,
+    obs_BD: torch.Tensor,
+    alpha: torch.Tensor,
+    samples: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """``V(s)`` estimated from ``samples`` draws ``a_j ~ pi(.|s)``: ``[B]``, no enumeration.
+
+    ``(1/N) sum_j [min_i Q'_i(s, a_j) - alpha log pi(a_j|s)]`` is an unbiased estimate of
+    :func:`soft_state_value` whose variance falls as ``1/N``; it costs ``N`` target-critic
+    passes over the batch and ``O(N * K)`` memory, whatever the number of joint actions
+    (a ``MultiDiscrete([8] * 8)`` space is 8 heads of 8 logits here, not 16.7M actions). The
+    draws are per-head Gumbel-max samples (exactly ``pi``'s factorised distribution).
+    """
+    spec = agent.spec
+    logits_NBK = logits_BK.expand(samples, -1, -1).reshape(-1, logits_BK.shape[-1])
+    noise = sample_gumbel(logits_NBK.shape, generator=generator, device=logits_BK.device, dtype=logits_BK.dtype)
+    index_NBH = spec.mode(logits_NBK + noise)
+    obs_NBD = obs_BD.expand(samples, -1, -1).reshape(-1, obs_BD.shape[-1])
+    q_NB = agent.critic_target(obs_NBD, spec.onehot(index_NBH, dtype=obs_BD.dtype)).amin(dim=0)
+    logp_NB = spec.log_prob(logits_NBK, index_NBH)
+    return (q_NB - alpha * logp_NB).reshape(samples, -1).mean(dim=0)
+
+
 def critic_target(
     agent: Agent,
     next_logits_BK: torch.Tensor,
     batch: Batch,
     gamma: float,
     alpha: torch.Tensor,
+    *,
+    samples: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The expected-SARSA soft target ``y`` ``[B]`` (no gradient)."""
+    """The expected-SARSA soft target ``y`` ``[B]`` (no gradient).
+
+    ``samples=None`` enumerates every joint action (exact; for small action sets);
+    ``samples=N`` averages ``N`` sampled next actions (:func:`sampled_state_value`).
+    """
     with torch.no_grad():
-        q_next_BJ = agent.critic_target.all_actions(batch.next_obs_BD, agent.spec.joint_onehot_JK).amin(dim=0)
-        v_next_B = soft_state_value(agent, next_logits_BK, q_next_BJ, alpha)
+        if samples is None:
+            onehot_JK = agent.spec.joint_onehot_on(batch.next_obs_BD.device)
+            q_next_BJ = agent.critic_target.all_actions(batch.next_obs_BD, onehot_JK).amin(dim=0)
+            v_next_B = soft_state_value(agent, next_logits_BK, q_next_BJ, alpha)
+        else:
+            v_next_B = sampled_state_value(agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator)
         not_done = 1.0 - batch.terminated_B.to(v_next_B.dtype)
         return batch.reward_B + gamma * not_done * v_next_B
 
@@ -118,9 +156,12 @@ def actor_loss(
     tau: float | torch.Tensor,
     alpha: torch.Tensor,
     generator: torch.Generator | None,
+    enumerable: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``-mean(surrogate + alpha * H)`` and the mean entropy (detached)."""
-    out = estimator(logits_BK, agent.q_objective(obs_BD), agent.spec, tau=tau, generator=generator)
+    """``-mean(surrogate + alpha * H)`` and the mean entropy (detached). The entropy is the
+    sum of the heads' entropies (analytic for a factorised policy: no enumeration)."""
+    objective = agent.q_objective(obs_BD, enumerable=enumerable)
+    out = estimator(logits_BK, objective, agent.spec, tau=tau, generator=generator)
     entropy_B = agent.spec.entropy(logits_BK)
     loss = -(out.surrogate_B + alpha * entropy_B).mean()
     return loss, entropy_B.detach().mean()
@@ -140,8 +181,14 @@ def compute_losses(
     tau: float | torch.Tensor,
     autotune_alpha: bool,
     generator: torch.Generator | None,
+    target_samples: int | None = None,
 ) -> tuple[torch.Tensor, UpdateStats]:
     """The step's total loss (critic + actor [+ alpha]) and its statistics.
+
+    ``target_samples=None``: the joint action set is small, and the critic target and the
+    estimators enumerate it (exact). ``target_samples=N``: nothing enumerates -- the target
+    averages ``N`` sampled next actions and the estimators that need every action's value
+    sample instead (``score``) or refuse (``exact``).
 
     One backward pass of ``total`` gives every trained parameter its gradient: the actor
     loss sees the critic through detached weights (``CriticObjective``), so its gradient
@@ -155,9 +202,18 @@ def compute_losses(
     both_logits = agent.actor(torch.cat([batch.obs_BD, batch.next_obs_BD], dim=0))
     logits_BK, next_logits_BK = both_logits[:batch_size], both_logits[batch_size:].detach()
 
-    target_B = critic_target(agent, next_logits_BK, batch, gamma, alpha)
+    target_B = critic_target(agent, next_logits_BK, batch, gamma, alpha, samples=target_samples, generator=generator)
     c_loss, q_mean = critic_loss(agent, batch, target_B)
-    a_loss, entropy = actor_loss(agent, batch.obs_BD, logits_BK, estimator, tau=tau, alpha=alpha, generator=generator)
+    a_loss, entropy = actor_loss(
+        agent,
+        batch.obs_BD,
+        logits_BK,
+        estimator,
+        tau=tau,
+        alpha=alpha,
+        generator=generator,
+        enumerable=target_samples is None,
+    )
     total = c_loss + a_loss
     if autotune_alpha:
         total = total + alpha_loss(agent, entropy)

@@ -122,8 +122,10 @@ def test_replay_buffer_wraps_and_samples() -> None:
 def test_action_spec_refuses_unsupported_spaces() -> None:
     with pytest.raises(UnsupportedSpaceError, match="Box"):
         ActionSpec.from_space(gym.spaces.Box(-1, 1, (2,)))
-    with pytest.raises(UnsupportedSpaceError, match="joint actions"):
-        ActionSpec((100, 100))
+    big = ActionSpec((1000, 1000))  # a million joint actions: fine, nothing enumerates them ...
+    assert big.num_logits == 2000 and big.entropy(torch.zeros(1, 2000)).item() == pytest.approx(2 * np.log(1000))
+    with pytest.raises(UnsupportedSpaceError, match="enumerating the 1000000 joint actions"):
+        big.joint_index_on("cpu")  # ... unless asked to, which is refused before allocating
     spec = ActionSpec.from_space(gym.spaces.MultiDiscrete([2, 3]))
     assert spec.num_joint == 6 and spec.num_logits == 5
     assert spec.joint_onehot_JK.sum(-1).tolist() == [2.0] * 6

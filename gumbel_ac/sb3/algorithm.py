@@ -88,6 +88,9 @@ class GumbelAC(OffPolicyAlgorithm):
         gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
             anneal of the temperature over env steps (``Config.temperature_at``).
         rao_samples: Gumbel draws per action for ``gumbel-rao``.
+        max_enumerated_actions, target_action_samples, score_samples: above this many joint
+            actions nothing enumerates them (sampled critic target and score baseline; exact
+            refused); see :class:`~gumbel_ac.config.Config`.
         max_nonfinite_updates: stop with :class:`~gumbel_ac.learner.TrainingError` after
             this many consecutive updates with a non-finite loss or gradient.
         replay_buffer_class, replay_buffer_kwargs, optimize_memory_usage, policy_kwargs,
@@ -124,6 +127,9 @@ class GumbelAC(OffPolicyAlgorithm):
         temperature_schedule: str = "exponential",
         temperature_anneal_steps: int = 50_000,
         rao_samples: int = 10,
+        max_enumerated_actions: int = 256,
+        target_action_samples: int = 4,
+        score_samples: int = 4,
         max_nonfinite_updates: int = 100,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -174,6 +180,9 @@ class GumbelAC(OffPolicyAlgorithm):
         self.temperature_schedule = temperature_schedule
         self.temperature_anneal_steps = temperature_anneal_steps
         self.rao_samples = rao_samples
+        self.max_enumerated_actions = max_enumerated_actions
+        self.target_action_samples = target_action_samples
+        self.score_samples = score_samples
         self.max_nonfinite_updates = max_nonfinite_updates
         if _init_setup_model:
             self._setup_model()
@@ -212,6 +221,10 @@ class GumbelAC(OffPolicyAlgorithm):
             temperature_schedule=self.temperature_schedule,
             temperature_anneal_steps=int(self.temperature_anneal_steps),
             rao_samples=int(self.rao_samples),
+            # getattr: models saved before these options existed load with the defaults.
+            max_enumerated_actions=int(getattr(self, "max_enumerated_actions", 256)),
+            target_action_samples=int(getattr(self, "target_action_samples", 4)),
+            score_samples=int(getattr(self, "score_samples", 4)),
             max_nonfinite_updates=int(self.max_nonfinite_updates),
             progress=False,
         )
