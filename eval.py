@@ -4,6 +4,13 @@ Loads the newest checkpoint of the run (or the checkpoint folder given), builds 
 was trained on (or ``--env``), and prints the mean ± std return over ``--episodes`` episodes.
 ``--gif out.gif`` also renders one episode. Loading never executes code from the files
 (safetensors + JSON only). Bad input exits with status 2 and one line saying what is wrong.
+
+What the run's saved config contributes (the env, its env_kwargs) passed the same checks and
+caps as the training flags when it was loaded, and ``--episodes``/``--seed`` meet the matching
+training flags' limits; the evaluation env is then checked to fit the device's free memory
+before it is built. Evaluation never compiles the env step: a saved ``compile: true`` in
+env_kwargs is dropped (a compile costs more than it saves on a few episodes;
+``gumbel_ac.vector.eval_env_kwargs``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``argv`` (default ``sys.argv[1:]``); argparse raises ``SystemExit`` on bad flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder (runs/<name>) or one checkpoint folder inside it")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to average over (default 10)")
+    parser.add_argument(
+        "--episodes", type=int, default=10, help="episodes to average over (default 10; at most 100000)"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--deterministic",
@@ -30,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="act with the most likely action (default)",
     )
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions from the policy")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling (0 to 2**31 - 1)")
     parser.add_argument("--env", default=None, help="env id to evaluate on (default: the run's eval env)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device (default cpu)")
     parser.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this GIF")
@@ -41,13 +50,19 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate as ``args`` say and print one summary line; user errors raise (see ``guarded``)."""
     import numpy as np
 
+    from gumbel_ac.budget import check_bytes_fit, env_bytes
     from gumbel_ac.checkpoint import check_spaces_match, load_run
-    from gumbel_ac.config import ConfigError
+    from gumbel_ac.config import MAX_EVAL_EPISODES, MAX_SEED, ConfigError
     from gumbel_ac.evaluation import evaluate, record_gif
-    from gumbel_ac.vector import describe_spaces, make_env, resolve_device
+    from gumbel_ac.vector import describe_spaces, eval_env_kwargs, make_env, resolve_device
 
+    # The training flags' limits (eval_episodes, seed), checked before anything is loaded.
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.episodes > MAX_EVAL_EPISODES:
+        raise ConfigError(f"--episodes must be at most {MAX_EVAL_EPISODES} (one env each), got {args.episodes}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, 2**31 - 1], got {args.seed}")
     gif_dir = os.path.dirname(os.path.abspath(args.gif)) if args.gif else None
     if gif_dir is not None and not os.path.isdir(gif_dir):  # now, not after the whole evaluation
         raise ConfigError(f"--gif {args.gif}: folder {gif_dir} does not exist; create it or choose another path")
@@ -57,11 +72,19 @@ def run(args: argparse.Namespace) -> int:
     # kwargs apply (the run's, e.g. DeepSea's size, on its own env; none on another env).
     config = dataclasses.replace(loaded.config, eval_env=args.env) if args.env else loaded.config
     env_id = config.eval_env or config.env
-    env_kwargs = config.eval_env_kwargs()
+    env_kwargs = eval_env_kwargs(config.eval_env_kwargs())
     probe = make_env(env_id, num_envs=1, device=device, **env_kwargs)
     spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
+    obs_dim = probe.obs_dim
     probe.close()
     check_spaces_match(loaded.meta, spaces, env_id)
+    # One env per episode: refuse before building them if they cannot fit.
+    check_bytes_fit(
+        env_bytes(args.episodes, obs_dim),
+        device,
+        f"evaluating {args.episodes} episodes of {env_id} side by side",
+        "lower --episodes",
+    )
     returns = evaluate(
         loaded.agent,
         env_id,

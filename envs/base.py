@@ -79,6 +79,10 @@ def expand_mask(mask_N: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 _M32 = 0xFFFFFFFF
 
+#: Largest ``reset_block``: steps of start states pre-drawn for every env (64 by default; beyond
+#: a few hundred the per-call overhead it amortizes is already gone).
+MAX_RESET_BLOCK = 4096
+
 
 def _mul_mod32(x: torch.Tensor, c: int) -> torch.Tensor:
     """``(x * c) mod 2**32`` for int64 ``x`` in ``[0, 2**32)`` without int64 overflow.
@@ -175,6 +179,9 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"noise must be 'auto', 'generator' or 'hash', got {noise!r}.")
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}.")
+        # reset_block start states are kept per env ([K, N, ...]): a huge block is memory, not speed.
+        if not isinstance(reset_block, int) or not 1 <= reset_block <= MAX_RESET_BLOCK:
+            raise ValueError(f"reset_block must be an int in [1, {MAX_RESET_BLOCK}], got {reset_block!r}.")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}.")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

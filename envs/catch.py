@@ -32,6 +32,9 @@ class CatchEnv(TorchVectorEnv):
         flatten: observations ``[rows*columns]`` instead of ``[rows, columns]``.
     """
 
+    #: Largest ``rows`` and ``columns``: a 1024 x 1024 float32 observation is 4 MiB per env.
+    MAX_SIDE: ClassVar[int] = 1024
+
     metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": ["rgb_array"],
@@ -55,8 +58,11 @@ class CatchEnv(TorchVectorEnv):
         columns: int = 5,
         flatten: bool = False,
     ) -> None:
-        if rows < 2 or columns < 1:
-            raise ValueError(f"Catch needs rows >= 2 and columns >= 1, got {rows} x {columns}.")
+        # Checked before anything is built: the observation is rows*columns floats per env.
+        if not (2 <= rows <= self.MAX_SIDE and 1 <= columns <= self.MAX_SIDE):
+            raise ValueError(
+                f"Catch needs 2 <= rows <= {self.MAX_SIDE} and 1 <= columns <= {self.MAX_SIDE}, got {rows} x {columns}."
+            )
         self.rows, self.columns, self.flatten = int(rows), int(columns), flatten
         super().__init__(
             num_envs=num_envs,

@@ -48,6 +48,9 @@ class DeepSeaEnv(TorchVectorEnv):
             ``None``: an independent mapping per sub-env from the env's generator.
     """
 
+    #: Largest ``size``: a 1024 x 1024 float32 observation is 4 MiB per env, ~20x bsuite's sweep.
+    MAX_SIZE: ClassVar[int] = 1024
+
     metadata: dict[str, Any] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": ["rgb_array"],
@@ -73,8 +76,10 @@ class DeepSeaEnv(TorchVectorEnv):
         flatten: bool = False,
         mapping_seed: int | None = 0,
     ) -> None:
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}.")
+        # Checked before anything is built: the observation is size*size floats per env (a
+        # mistyped size of 40000 is 6.4 GB for ONE env), so the cap comes first.
+        if not 1 <= size <= self.MAX_SIZE:
+            raise ValueError(f"size must be in [1, {self.MAX_SIZE}], got {size}.")
         self.size = int(size)
         self.unscaled_move_cost = float(unscaled_move_cost)
         self.randomize_actions = randomize_actions

@@ -24,6 +24,12 @@ Why this shape:
   :class:`CheckpointError` naming the file and the problem. The manifest's sha256 of each
   file is checked *before* parsing it, and files are size-capped, so nothing is allocated
   from a declared size that the bytes on disk do not back.
+* Symlinks: a file or folder of a run that resolves outside the run folder is refused, not
+  followed (a shared run folder must not make the loader read ``/etc/...`` or another user's
+  files, nor a device behind a link).
+* The saved config meets the same checks and size caps as the flags
+  (:meth:`gumbel_ac.config.Config.check`), before anything is built from it: an edited
+  ``num_envs`` or ``env_kwargs`` is refused, not allocated.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from gumbel_ac.agent import Agent, make_agent
+from gumbel_ac.budget import check_bytes_fit
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
 from gumbel_ac.fsutil import fsync_dir
@@ -216,13 +223,19 @@ def resume_candidates(path: str | Path) -> tuple[Path, list[Path]]:
 
 
 def saved_config(path: str | Path) -> Config:
-    """The config stored in the newest readable manifest of a run (the resumed run's base)."""
+    """The config stored in the newest readable manifest of a run (the resumed run's base).
+
+    It must pass :meth:`Config.check` -- the flags' own checks and caps -- or that checkpoint
+    is skipped with the reason, as a corrupt one is.
+    """
     _, ckpts = resume_candidates(path)
     problems = []
     for ckpt in ckpts:
         try:
             meta = read_meta(ckpt)
-            return Config.from_dict(meta["config"])
+            config = Config.from_dict(meta["config"])
+            config.check()
+            return config
         except CheckpointError as exc:
             problems.append(str(exc))
         except (ConfigError, TypeError) as exc:
@@ -243,13 +256,38 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _read_capped(path: Path, cap: int) -> bytes:
+def _run_root(ckpt_dir: Path) -> Path:
+    """The folder a checkpoint's files must stay inside: its run folder (``<run>/checkpoints/
+    step_X``), or the checkpoint folder itself when it stands alone."""
+    return ckpt_dir.parent.parent if ckpt_dir.parent.name == "checkpoints" else ckpt_dir
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    """Refuse ``path`` if it, or a folder on the way, is a symlink resolving outside ``root``.
+
+    The root itself may be a link (the user named it); what is inside must stay inside.
+    """
+    try:
+        real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot resolve the path ({exc})") from None
+    if real != top and top not in real.parents:
+        raise CheckpointError(
+            f"{path}: is a symlink (or inside one) pointing outside the run folder {root}, to {real}; the loader does "
+            "not follow links out of a run: copy the file into the folder instead"
+        )
+
+
+def _read_capped(path: Path, cap: int, root: Path | None = None) -> bytes:
     """The bytes of a regular file of at most ``cap`` bytes, else a :class:`CheckpointError`.
 
     Refuses anything but a regular file (a FIFO would block forever, ``/dev/zero`` behind a
     symlink would never end) and never reads more than ``cap + 1`` bytes, even if the file
-    grows between ``stat`` and ``read``.
+    grows between ``stat`` and ``read``. With ``root``, a path resolving outside it is refused
+    (:func:`_check_inside`).
     """
+    if root is not None:
+        _check_inside(path, root)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -273,7 +311,7 @@ def _read_capped(path: Path, cap: int) -> bytes:
 def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     """Parse and type-check a manifest; every problem is a :class:`CheckpointError`."""
     path = ckpt_dir / META_FILE
-    raw = _read_capped(path, MAX_META_BYTES)
+    raw = _read_capped(path, MAX_META_BYTES, _run_root(ckpt_dir))
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and ints over 4300 digits
@@ -329,7 +367,9 @@ def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | Non
     if name not in meta["files"]:
         raise CheckpointError(f"{ckpt_dir / META_FILE}: the manifest lists no {name}")
     path = ckpt_dir / name
-    data = _read_capped(path, MAX_TENSOR_FILE_BYTES if cap is None else min(cap, MAX_TENSOR_FILE_BYTES))
+    data = _read_capped(
+        path, MAX_TENSOR_FILE_BYTES if cap is None else min(cap, MAX_TENSOR_FILE_BYTES), _run_root(ckpt_dir)
+    )
     if _sha256(data) != meta["files"][name]:
         raise CheckpointError(f"{path}: checksum mismatch: the file is corrupt or was modified")
     try:
@@ -365,11 +405,17 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
 
 
 def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
-    """Load the agent of a run or checkpoint folder, validating everything on the way."""
+    """Load the agent of a run or checkpoint folder, validating everything on the way.
+
+    The saved config passes :meth:`Config.check` (the flags' checks and caps, env_kwargs
+    included) and the agent must fit the memory free on ``device``, both before anything is
+    allocated from them.
+    """
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
     try:
         config = Config.from_dict(meta["config"])
+        config.check()
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{ckpt / META_FILE}: invalid config: {exc}") from None
     try:
@@ -385,6 +431,11 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
         skeleton = _build_agent(meta, config, spec)
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
     tensor_bytes = sum(v.numel() * v.element_size() for v in skeleton.state_dict().values())
+    # The file's bytes and the agent built from them are both in memory for a moment.
+    try:
+        check_bytes_fit(2 * tensor_bytes, device, f"the agent of {ckpt}", "evaluate on a device with more free memory")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     tensors = read_tensors(ckpt, MODEL_FILE, meta, cap=tensor_bytes + MAX_META_BYTES)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

@@ -27,6 +27,41 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the field and the fix."""
 
 
+class ConfigWarning(UserWarning):
+    """A configuration that runs but probably not as meant (e.g. one that makes no update)."""
+
+
+# Size caps. Each is far above any setting that trains well and far below one that would ask
+# for more memory than a machine has, so a typo or an edited checkpoint fails at start with
+# one line instead of allocating gigabytes first. They are the same on every machine: a saved
+# config is checked against them when loaded (eval.py, --resume), and a run trained on a big
+# machine must load on a small one. Whether a run fits THIS machine is gumbel_ac.budget's job.
+#: Parallel envs (and eval envs): 2**24 CartPoles already take ~40 GB of env state.
+MAX_NUM_ENVS = 2**24
+#: Hidden layers, and the width of each (the checkpoint loader refuses larger ones too).
+MAX_HIDDEN_LAYERS = 16
+MAX_HIDDEN_WIDTH = 2**16
+#: Gumbel draws per action for gumbel-rao (Paulus et al. 2020 use up to 1000).
+MAX_RAO_SAMPLES = 10_000
+#: Episodes of one evaluation: each is one env of the batched eval env.
+MAX_EVAL_EPISODES = 100_000
+#: Learning rates: Adam's step is about lr per parameter; above 10 training diverges at once.
+MAX_LR = 10.0
+#: torch threads: a fixed cap rather than one tied to this machine's cores, so a config saved
+#: on a 256-core machine still loads on a laptop; a million threads made torch fail at start.
+MAX_NUM_THREADS = 1024
+#: Seeds are used as 32-bit numpy seeds with offsets added (eval envs, ranks), so every seed of
+#: a run -- seed .. seed + num_seeds - 1 -- must be at most this.
+MAX_SEED = 2**31 - 1
+#: Env steps: counters are int64 tensors in checkpoints.
+MAX_TOTAL_STEPS = 2**62
+#: Characters of env_kwargs: a real one is a few dozen; JSON parsing a huge or deeply nested
+#: string costs memory and recursion before any check runs.
+MAX_ENV_KWARGS_CHARS = 65_536
+#: dist_timeout_s (datetime.timedelta overflows near 8.6e13 s; 1e9 s is 31 years).
+MAX_DIST_TIMEOUT_S = 1e9
+
+
 #: Fields a resumed run may change (``train.py --resume RUN --total-steps ...``): none of them
 #: changes what the agent learns from the data it sees, so the resumed run is still the same
 #: experiment. Every other field must match the checkpoint's config (docs/resume.md).
@@ -95,32 +130,41 @@ class Config:
     env_kwargs: str = ""
     """Keyword arguments for the env constructor, as a JSON object, e.g. '{"size": 20}' for
     gumbel_ac/DeepSea-v0 or '{"is_slippery": false}' for FrozenLake-v1. They also apply to
-    evaluation when eval_env is not set."""
+    evaluation when eval_env is not set. Keys the env factory sets itself (num_envs, device,
+    seed, render_mode, ...; gumbel_ac.vector.RESERVED_ENV_KWARGS) are refused: use the flag. For
+    gumbel_ac/ envs, keys and value types are checked against the env's constructor at start. At
+    most 65536 characters. Evaluation drops compile/compile_mode (a few eval envs do not repay a
+    compile; gumbel_ac.vector.eval_env_kwargs)."""
     estimator: str = "gumbel-st"
     """Actor gradient estimator: gumbel-st (straight-through Gumbel-Softmax), gumbel-soft,
     score (REINFORCE with baseline), exact (sum over actions), and those the estimator module
     adds (softmax-st, gumbel-rao, reinmax, ...). Changes ONLY the actor's gradient."""
     seed: int = 0
-    """Seed for networks, action sampling, replay sampling and environments."""
+    """Seed for networks, action sampling, replay sampling and environments; in [0, 2**31 - 1],
+    and seed + num_seeds - 1 must be too (each seed of the run is used as a 32-bit seed)."""
     num_seeds: int = 1
     """Train this many independent agents, seeds seed, seed+1, ..., one run folder each
-    (<run-name>__s<seed>), one after another in this process (README, "Many seeds")."""
+    (<run-name>__s<seed>), one after another in this process (README, "Many seeds").
+    seed + num_seeds - 1 must be at most 2**31 - 1 (checked at start, not after the first seed)."""
     total_steps: int = 50_000
-    """Environment steps to train for (summed over the parallel envs)."""
+    """Environment steps to train for (summed over the parallel envs); at most 2**62. A run whose
+    learning_starts or batch_size leaves no step to update on gets a ConfigWarning (it is a
+    random-policy run: legitimate as a baseline or a smoke test, so not an error)."""
     num_envs: int = 16
-    """Parallel environments stepping in one batch."""
+    """Parallel environments stepping in one batch; at most 2**24 (and the run must fit the
+    device's free memory: checked at start, gumbel_ac/budget.py)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where networks, replay buffer and batched envs live; auto = CUDA when available."""
     num_threads: int = 1
     """torch intra-op threads on CPU (0 = torch's default). 1 is fastest for these small
-    networks on a loaded 2-core machine (README, "Performance")."""
+    networks on a loaded 2-core machine (README, "Performance"). At most 1024."""
 
     # --- algorithm --------------------------------------------------------------------
     gamma: float = 0.995
     """Discount factor."""
     actor_lr: float = 3e-3
     """Adam learning rate of the actor (3e-3 reached 475 on CartPole in ~30% fewer steps than
-    1e-3 over 5 seeds; README, "Results")."""
+    1e-3 over 5 seeds; README, "Results"). All three rates must be in (0, 10]."""
     critic_lr: float = 3e-3
     """Adam learning rate of the twin critics (higher than SAC's 3e-4: measured faster here)."""
     alpha_lr: float = 3e-3
@@ -141,7 +185,8 @@ class Config:
     """Polyak rate of the target critics per gradient step (SAC's "tau"; renamed so it cannot be
     confused with the Gumbel temperature). Fast targets trained CartPole fastest here."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and of each critic."""
+    """Hidden layer widths of the actor and of each critic: 1 to 16 layers, each 1 to 65536 wide
+    (and the networks must fit the device's free memory: checked at start)."""
     alpha: float = 0.05
     """Entropy coefficient (the initial value when autotune_alpha is on)."""
     autotune_alpha: bool = True
@@ -180,9 +225,11 @@ class Config:
     eval_every: int = 5_000
     """Evaluate the deterministic policy every this many env steps (0 = only at the end)."""
     eval_episodes: int = 10
-    """Episodes per periodic evaluation (the final evaluation uses final_eval_episodes)."""
+    """Episodes per periodic evaluation (the final evaluation uses final_eval_episodes); 1 to
+    100_000, checked at start (each episode is one env of the batched eval env)."""
     final_eval_episodes: int = 20
-    """Episodes of the final deterministic evaluation."""
+    """Episodes of the final deterministic evaluation; 0 to 100_000, checked at start rather
+    than after training."""
     eval_env: str | None = None
     """Env id for evaluation (default: env). E.g. train on gumbel_ac/CartPole-v1, evaluate on
     Gymnasium's own CartPole-v1."""
@@ -240,7 +287,8 @@ class Config:
     dist_timeout_s: float = 300.0
     """Under torchrun: seconds a rank waits in a collective before failing the run (a rank that
     hangs then stops the others instead of blocking them forever). Must exceed rank 0's longest
-    pause the others wait out: an evaluation or a checkpoint write (docs/distributed.md)."""
+    pause the others wait out: an evaluation or a checkpoint write (docs/distributed.md). At
+    most 1e9."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -306,11 +354,57 @@ class Config:
         (:meth:`resolve_auto`). Why a copy: validating used to fill those fields in place, so a
         config validated once and then edited (``num_envs``) silently kept sizes resolved for
         the old value, and whether a caller saw resolved values depended on who validated first.
+
+        On top of :meth:`check` (what a saved config must pass too), the checks of a run about
+        to start on this machine: on the CPU, the memory the config needs with the smallest
+        possible env must fit (:func:`gumbel_ac.budget.check_config_fits_host`; the trainer
+        repeats it with the env's real sizes), and a run that would make no update at all gets
+        a :class:`ConfigWarning` (:meth:`_warn_if_no_updates` says why not an error).
+        """
+        resolved = self.check()
+        from gumbel_ac.budget import check_config_fits_host
+
+        check_config_fits_host(resolved)
+        resolved._warn_if_no_updates()
+        return resolved
+
+    def check(self) -> Config:
+        """Types, values, size caps and env_kwargs: the resolved copy, or one ConfigError.
+
+        The same on every machine, so it is also what a config read from a checkpoint must pass
+        (:func:`gumbel_ac.checkpoint.load_run`, ``saved_config``): a value edited into
+        meta.json meets the same check and the same caps as the flag would, before anything is
+        built from it. Machine-dependent checks (free memory) are :meth:`validate`'s.
         """
         self._check_types()  # first: resolve_auto compares num_envs
         resolved = self.resolve_auto()
         resolved._check_values()
         return resolved
+
+    def _warn_if_no_updates(self) -> None:
+        """Warn (:class:`ConfigWarning`) when no env step would be followed by an update.
+
+        Updates need ``step > learning_starts`` and ``batch_size`` transitions in replay; the
+        last step is total_steps rounded up to a multiple of num_envs. A warning, not an error:
+        such a run is a uniform-random-policy baseline or a smoke test of the pipeline
+        (folders, checkpoints, evaluation), both legitimate -- but it used to pass silently,
+        and by mistake it wastes a run that looks trained.
+        """
+        import warnings
+
+        end = -(-self.total_steps // self.num_envs) * self.num_envs
+        if self.learning_starts >= end or self.batch_size > end:
+            why = (
+                f"learning_starts ({self.learning_starts}) >= the run's {end} env steps"
+                if self.learning_starts >= end
+                else f"batch_size ({self.batch_size}) > the run's {end} env steps"
+            )
+            warnings.warn(
+                f"this run makes no gradient update: {why}, so the policy stays uniformly random; "
+                "raise --total-steps or lower --learning-starts/--batch-size if you meant to train",
+                ConfigWarning,
+                stacklevel=2,  # this line: the default filter then shows it once, not per caller
+            )
 
     def _check_values(self) -> None:
         """Every check but the types, on a config whose "auto" sizes are resolved."""
@@ -319,17 +413,28 @@ class Config:
             if not cond:
                 raise ConfigError(msg)
 
-        self.env_kwargs_dict()  # raises ConfigError on bad JSON
+        self._check_env_kwargs()
         need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
         # numpy seeds must fit in 32 bits; derived seeds add offsets (eval envs, ranks, seeds).
         need(
-            0 <= self.seed <= 2**31 - 1,
+            0 <= self.seed <= MAX_SEED,
             f"seed must be in [0, 2**31 - 1], got {self.seed}",
+        )
+        # Checked here, not when seed + k is trained: that used to fail after the first seeds.
+        need(
+            self.seed + self.num_seeds - 1 <= MAX_SEED,
+            f"seed + num_seeds - 1 = {self.seed + self.num_seeds - 1} is above 2**31 - 1 (the last seed's run "
+            f"would be refused after the others trained); lower --seed to at most {MAX_SEED - self.num_seeds + 1} "
+            "or --num-seeds",
         )
         need(
             not (self.num_seeds > 1 and self.resume),
             "--resume continues one run folder; resume each seed's folder separately instead of --num-seeds",
         )
+
+        def cap(name: str, limit: int, shown: str) -> None:
+            value = getattr(self, name)
+            need(value <= limit, f"{name} must be at most {shown}, got {value}; lower --{name.replace('_', '-')}")
 
         def finite(name: str) -> float:
             value = getattr(self, name)
@@ -344,16 +449,26 @@ class Config:
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "log_every", "checkpoint_every"):
             need(int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        cap("total_steps", MAX_TOTAL_STEPS, "2**62")
+        cap("num_envs", MAX_NUM_ENVS, "2**24")
         need(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
         need(
             self.final_eval_episodes >= 0,
             f"final_eval_episodes must be >= 0, got {self.final_eval_episodes}",
         )
+        # Checked at start: these only allocate at the first (or the final) evaluation.
+        cap("eval_episodes", MAX_EVAL_EPISODES, "100_000")
+        cap("final_eval_episodes", MAX_EVAL_EPISODES, "100_000")
         need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         need(self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}")
+        cap("num_threads", MAX_NUM_THREADS, "1024")
         need(0.0 <= finite("gamma") <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         for name in ("actor_lr", "critic_lr", "alpha_lr"):
             need(finite(name) > 0.0, f"{name} must be > 0 (a learning rate), got {getattr(self, name)}")
+            need(
+                getattr(self, name) <= MAX_LR,
+                f"{name} must be at most {MAX_LR:g} (a larger Adam step diverges at once), got {getattr(self, name)}",
+            )
         need(
             0.0 < finite("target_update_rate") <= 1.0,
             f"target_update_rate must be in (0, 1], got {self.target_update_rate}",
@@ -396,7 +511,12 @@ class Config:
             f"target_action_samples must be in [1, 1024], got {self.target_action_samples}",
         )
         need(2 <= self.score_samples <= 1_024, f"score_samples must be in [2, 1024], got {self.score_samples}")
+        cap("rao_samples", MAX_RAO_SAMPLES, "10_000")
         need(finite("dist_timeout_s") > 0.0, f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        need(
+            self.dist_timeout_s <= MAX_DIST_TIMEOUT_S,
+            f"dist_timeout_s must be at most 1e9 seconds, got {self.dist_timeout_s}",
+        )
         need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
         need(
             self.resume is None or bool(self.resume),
@@ -409,6 +529,11 @@ class Config:
         need(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
+        )
+        need(
+            len(self.hidden_sizes) <= MAX_HIDDEN_LAYERS and max(self.hidden_sizes) <= MAX_HIDDEN_WIDTH,
+            f"hidden_sizes must be at most {MAX_HIDDEN_LAYERS} layers of at most {MAX_HIDDEN_WIDTH} units, "
+            f"got {len(self.hidden_sizes)} layer(s), widest {max(self.hidden_sizes)}; lower --hidden-sizes",
         )
         need(
             self.device in ("auto", "cpu", "cuda"),
@@ -436,6 +561,31 @@ class Config:
                     check(self.estimator, tau=tau, rao_samples=self.rao_samples)
                 except ValueError as exc:
                     raise ConfigError(str(exc)) from None
+
+    def _check_env_kwargs(self) -> None:
+        """env_kwargs: a small JSON object whose keys the env takes and the factory does not set.
+
+        The same check for ``--env-kwargs`` and for env_kwargs read from a checkpoint: a key
+        such as ``device`` or ``num_envs`` used to reach the constructor (a TypeError traceback,
+        or a second value for a size the caps never saw), ``render_mode`` opened a window during
+        evaluation. Reserved keys are :data:`gumbel_ac.vector.RESERVED_ENV_KWARGS`; for our
+        gumbel_ac/ envs keys and value types are checked against the constructor's signature,
+        without building the env (:func:`gumbel_ac.vector.check_env_kwargs`).
+        """
+        if len(self.env_kwargs) > MAX_ENV_KWARGS_CHARS:
+            raise ConfigError(
+                f"env_kwargs is {len(self.env_kwargs)} characters, more than the {MAX_ENV_KWARGS_CHARS} allowed; "
+                "pass only the constructor arguments you change"
+            )
+        try:
+            kwargs = self.env_kwargs_dict()  # raises ConfigError on bad JSON
+        except (RecursionError, ValueError) as exc:  # nesting too deep; ints over 4300 digits
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"env_kwargs is not a usable JSON object ({type(exc).__name__}: {exc})") from None
+        from gumbel_ac.vector import check_env_kwargs
+
+        check_env_kwargs(self.env, kwargs)
 
     def _check_types(self) -> None:
         """Each field holds a value of its annotated type (the Python API takes anything).

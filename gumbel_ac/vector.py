@@ -16,17 +16,50 @@ encoded. Other observation spaces are refused with a clear error.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import inspect
+import types
+import typing
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from gumbel_ac.config import ConfigError
 from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
 from gumbel_ac.protocol import BatchStep
 
 TORCH_NAMESPACE = "gumbel_ac/"
+
+#: Env constructor arguments that :func:`make_env` (or ``gymnasium.make_vec`` under it) sets
+#: itself, refused in ``env_kwargs`` -- from ``--env-kwargs`` and from a checkpoint's config
+#: alike (:meth:`gumbel_ac.config.Config.check`). Each has its own flag or is the factory's job:
+#: ``num_envs`` (--num-envs, capped; a second value in env_kwargs bypassed the cap),
+#: ``device`` (--device), ``seed`` (--seed; the env is seeded at reset), ``render_mode``
+#: (evaluation renders only for --gif; "human" opened a window), ``validate_actions`` (the
+#: trainer turns the per-step check off for speed), and ``make_vec``'s own ``id``,
+#: ``vectorization_mode``, ``vector_kwargs`` and ``wrappers``.
+RESERVED_ENV_KWARGS: frozenset[str] = frozenset(
+    {
+        "id",
+        "env_id",
+        "num_envs",
+        "device",
+        "seed",
+        "render_mode",
+        "validate_actions",
+        "vectorization_mode",
+        "vector_kwargs",
+        "wrappers",
+    }
+)
+
+#: Env arguments evaluation drops (:func:`eval_env_kwargs`): ``compile`` pays off for a large,
+#: long-lived training population; an evaluation builds a fresh env of a few episodes, where a
+#: compile (tens of seconds) costs more than it saves, and eval.py must not start one because a
+#: saved config asked for it.
+EVAL_DROPPED_ENV_KWARGS: frozenset[str] = frozenset({"compile", "compile_mode"})
 
 
 class UnknownEnvError(ValueError):
@@ -244,6 +277,85 @@ def check_env_id(env_id: str) -> None:
         raise UnknownEnvError(f"unknown env id {env_id!r}: it is not registered with Gymnasium.{hint}")
 
 
+def eval_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` for an evaluation env: without :data:`EVAL_DROPPED_ENV_KWARGS`."""
+    return {k: v for k, v in env_kwargs.items() if k not in EVAL_DROPPED_ENV_KWARGS}
+
+
+def _json_matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a constructor's type hint; unknown hints fit nothing but instances."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_json_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is not None:  # list[str], dict[...]: the container type is enough here
+        return isinstance(value, origin)
+    return isinstance(hint, type) and isinstance(value, hint)
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Refuse, with one :class:`ConfigError`, env_kwargs that :func:`make_env` must not pass on.
+
+    Reserved keys (:data:`RESERVED_ENV_KWARGS`) for any env. For our ``gumbel_ac/`` envs also
+    keys the constructor does not take and values whose JSON type does not fit its annotation
+    (``{"size": "10"}``, or ``{"dtype": "float32"}`` where a torch dtype is needed), read from
+    the signature without building anything. Ranges (e.g. DeepSea's ``size``) are checked by the
+    constructor itself before it allocates. An unknown env id passes: the trainer reports it.
+    """
+    reserved = sorted(set(env_kwargs) & RESERVED_ENV_KWARGS)
+    if reserved:
+        raise ConfigError(
+            f"env_kwargs may not set {', '.join(reserved)}: gumbel_ac sets "
+            f"{'it' if len(reserved) == 1 else 'them'} itself (use the matching flag, e.g. --num-envs, "
+            "--device, --seed; eval.py --gif for rendering); remove the key(s) from env_kwargs"
+        )
+    if not env_id.startswith(TORCH_NAMESPACE):
+        return
+    try:
+        check_env_id(env_id)
+    except UnknownEnvError:
+        return
+    entry = gym.spec(env_id).vector_entry_point
+    if not isinstance(entry, str):
+        return
+    from gymnasium.envs.registration import load_env_creator
+
+    cls = load_env_creator(entry)
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    hints = typing.get_type_hints(getattr(cls, "__init__", cls))  # the class's constructor
+    unknown = sorted(set(env_kwargs) - set(params))
+    if unknown:
+        takes = sorted(set(params) - RESERVED_ENV_KWARGS)
+        raise ConfigError(
+            f"env {env_id} does not take env_kwargs {', '.join(map(repr, unknown))}; it takes {', '.join(takes)}"
+        )
+    for key, value in env_kwargs.items():
+        hint = hints.get(key, Any)
+        if not _json_matches(value, hint):
+            if not isinstance(hint, type):
+                shown = str(hint).replace("typing.", "")
+            elif hint.__module__ == "builtins":
+                shown = hint.__name__
+            else:
+                shown = f"{hint.__module__}.{hint.__qualname__}"
+            raise ConfigError(
+                f"env_kwargs {key!r} of {env_id} must be of type {shown}, got {value!r} ({type(value).__name__})"
+            )
+
+
 def make_env(
     env_id: str,
     *,
@@ -257,34 +369,44 @@ def make_env(
 
     The returned adapter exposes ``action_spec`` (:class:`ActionSpec`) and ``obs_dim`` as well.
     ``seed`` is only stored for the caller's first ``reset(seed=...)``.
+
+    ``env_kwargs`` are checked first (:func:`check_env_kwargs`); a constructor that refuses one
+    of them (TypeError, or ValueError such as DeepSea's size cap) is a :class:`ConfigError`
+    naming the env and the kwargs, the same for training and eval.py.
     """
     device = torch.device(device)
     check_env_id(env_id)
-    if env_id.startswith(TORCH_NAMESPACE):
-        env = gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode="vector_entry_point",
-            device=device,
-            validate_actions=False,
-            render_mode=render_mode,
-            **env_kwargs,
-        )
-        adapter: GymVectorAdapter | TorchVectorAdapter = TorchVectorAdapter(env)
-    else:
-        spec = gym.spec(env_id)
-        kwargs = dict(env_kwargs)
-        if render_mode is not None:
-            kwargs["render_mode"] = render_mode
-        if spec.vector_entry_point is not None and render_mode is None:
-            env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
-        else:
+    check_env_kwargs(env_id, env_kwargs)
+    try:
+        if env_id.startswith(TORCH_NAMESPACE):
             env = gym.make_vec(
                 env_id,
                 num_envs=num_envs,
-                vectorization_mode="sync",
-                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                **kwargs,
+                vectorization_mode="vector_entry_point",
+                device=device,
+                validate_actions=False,
+                render_mode=render_mode,
+                **env_kwargs,
             )
-        adapter = GymVectorAdapter(env, device)
+        else:
+            spec = gym.spec(env_id)
+            kwargs = dict(env_kwargs)
+            if render_mode is not None:
+                kwargs["render_mode"] = render_mode
+            if spec.vector_entry_point is not None and render_mode is None:
+                env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+            else:
+                env = gym.make_vec(
+                    env_id,
+                    num_envs=num_envs,
+                    vectorization_mode="sync",
+                    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                    **kwargs,
+                )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, UnsupportedSpaceError) or not env_kwargs:
+            raise  # not about env_kwargs: the caller's own handling applies
+        raise ConfigError(f"env {env_id} rejected env_kwargs {env_kwargs}: {exc}") from None
+    adapter: GymVectorAdapter | TorchVectorAdapter
+    adapter = TorchVectorAdapter(env) if env_id.startswith(TORCH_NAMESPACE) else GymVectorAdapter(env, device)
     return adapter
