@@ -127,6 +127,12 @@ class Config:
     env: str = "CartPole-v1"
     """Environment id: any Gymnasium id with a Discrete/MultiDiscrete action space, or one of
     our batched torch envs (``gumbel_ac/CartPole-v1``, ``gumbel_ac/DeepSea-v0``, ...)."""
+    preset: str = "auto"
+    """Per-env tuned hyperparameters (gumbel_ac/presets.py, RL-Zoo style): "auto" applies the
+    env's preset, if it has one, to every field left at its default (flags you set win; a flag
+    set to the default value counts as unset); "none" uses the plain defaults. The values
+    applied are printed at start and saved in config.json, where this field then names the
+    preset."""
     env_kwargs: str = ""
     """Keyword arguments for the env constructor, as a JSON object, e.g. '{"size": 20}' for
     gumbel_ac/DeepSea-v0 or '{"is_slippery": false}' for FrozenLake-v1. They also apply to
@@ -339,12 +345,28 @@ class Config:
         about one vector step keeps the replay ratio near updates_per_step / 1 per
         transition-batch. Measured on CartPole (README, "Large populations").
         """
-        batch_size, buffer_size = self.batch_size, self.buffer_size
+        config = self._with_preset()
+        batch_size, buffer_size = config.batch_size, config.buffer_size
         if batch_size == 0:
             batch_size = 128 if self.num_envs <= 128 else min(4096, self.num_envs)
         if buffer_size == 0:
             buffer_size = max(100_000, 64 * self.num_envs)
-        return dataclasses.replace(self, batch_size=batch_size, buffer_size=buffer_size)
+        return dataclasses.replace(config, batch_size=batch_size, buffer_size=buffer_size)
+
+    def _with_preset(self) -> Config:
+        """With ``preset="auto"``: the env's preset (:mod:`gumbel_ac.presets`) applied to the
+        fields still at their defaults, and ``preset`` set to the entry's name (so a saved,
+        re-checked config is not changed again); otherwise unchanged."""
+        from gumbel_ac.presets import preset_for
+
+        if self.preset != "auto":
+            return self
+        values = preset_for(self.env)
+        if not values:
+            return dataclasses.replace(self, preset="none")
+        defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+        chosen = {k: v for k, v in values.items() if getattr(self, k) == defaults[k]}
+        return dataclasses.replace(self, preset=self.env, **chosen)
 
     def validate(self) -> Config:
         """Check every field and return a resolved copy; raise one ConfigError naming the field and the fix.
@@ -414,6 +436,12 @@ class Config:
                 raise ConfigError(msg)
 
         self._check_env_kwargs()
+        from gumbel_ac.presets import PRESETS
+
+        need(
+            self.preset in ("auto", "none") or self.preset in PRESETS,
+            f"preset must be 'auto', 'none' or one of {sorted(PRESETS)}, got {self.preset!r}",
+        )
         need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
         # numpy seeds must fit in 32 bits; derived seeds add offsets (eval envs, ranks, seeds).
         need(

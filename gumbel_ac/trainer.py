@@ -399,6 +399,15 @@ class _Run:
                 f"resuming {self.run_dir} from {self.resumed_from.name} at step {state.global_step} "
                 f"({dropped} metrics line(s) written after that checkpoint dropped)",
             )
+        if config.preset not in ("auto", "none"):
+            from gumbel_ac.presets import preset_for
+
+            applied = {k: v for k, v in preset_for(config.preset).items() if getattr(config, k) == v}
+            self.notes.append(
+                f"preset {config.preset}: "
+                + ", ".join(f"{k}={v!r}" for k, v in applied.items())
+                + " (gumbel_ac/presets.py; flags you set win, --preset none for the plain defaults)"
+            )
         if config.cuda_graphs and not self.graphed:
             why = (
                 "needs a CUDA device"

@@ -197,3 +197,19 @@ def test_failed_validate_leaves_the_caller_unchanged() -> None:
     with pytest.raises(ConfigError, match="gamma"):
         given.validate()
     assert (given.batch_size, given.buffer_size) == (0, 0)
+
+
+def test_presets_apply_by_env_id_and_flags_win() -> None:
+    from gumbel_ac.presets import PRESETS
+
+    dials = Config(env="gumbel_ac/Dials-v0").validate()
+    assert (dials.preset, dials.gamma) == ("gumbel_ac/Dials-v0", PRESETS["gumbel_ac/Dials-v0"]["gamma"])
+    assert Config(env="gumbel_ac/Dials-v0", gamma=0.9).validate().gamma == 0.9  # a flag the user set wins
+    plain = Config(env="gumbel_ac/Dials-v0", preset="none").validate()
+    assert (plain.preset, plain.gamma) == ("none", Config().gamma)
+    assert Config().validate().preset == "none"  # CartPole has no preset
+    # A saved config is not changed again when it is re-checked (resume, eval.py).
+    again = Config.from_dict(Config(env="gumbel_ac/Dials-v0", gamma=0.9).validate().to_dict()).validate()
+    assert (again.preset, again.gamma) == ("gumbel_ac/Dials-v0", 0.9)
+    with pytest.raises(ConfigError, match="preset must be"):
+        Config(preset="tuned").validate()
