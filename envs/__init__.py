@@ -36,18 +36,31 @@ _MULTI_DISCRETE_SPECS: dict[str, tuple[str, int | None]] = {
     f"{NAMESPACE}/Dials-v0": ("gumbel_ac.envs.dials:DialsEnv", 8),
 }
 
+# MinAtar (minatar 1.0.15): uint8 observations, so kept out of ENV_IDS (whose shared checks in
+# tests/test_envs_base.py expect float32); tests/test_envs_minatar.py checks them. No time limit,
+# as the reference's Gymnasium registration (v0: all 6 actions, v1: minimal action set).
+_MINATAR_SPECS: dict[str, tuple[str, int | None]] = {
+    f"{NAMESPACE}/MinAtar-{game}-v{v}": (f"gumbel_ac.envs.minatar:{game}Env", None)
+    for game in ("Breakout",)
+    for v in (0, 1)
+}
+
 ENV_IDS: list[str] = list(_SPECS)
 """Every id this package registers with a ``Discrete`` action space."""
 
 MULTI_DISCRETE_ENV_IDS: list[str] = list(_MULTI_DISCRETE_SPECS)
 """Every id this package registers with a ``MultiDiscrete`` action space."""
 
+MINATAR_ENV_IDS: list[str] = list(_MINATAR_SPECS)
+"""The MinAtar games (``uint8 [C, 10, 10]`` observations)."""
+
 
 def _register() -> None:
-    for env_id, (entry_point, max_steps) in {**_SPECS, **_MULTI_DISCRETE_SPECS}.items():
+    for env_id, (entry_point, max_steps) in {**_SPECS, **_MULTI_DISCRETE_SPECS, **_MINATAR_SPECS}.items():
         if env_id in gymnasium.registry:  # re-import (e.g. importlib.reload): keep the first
             continue
-        gymnasium.register(id=env_id, vector_entry_point=entry_point, max_episode_steps=max_steps)
+        kwargs = {"minimal_action_set": env_id.endswith("-v1")} if env_id in _MINATAR_SPECS else {}
+        gymnasium.register(id=env_id, vector_entry_point=entry_point, max_episode_steps=max_steps, kwargs=kwargs)
 
 
 _register()
@@ -61,11 +74,12 @@ def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", **k
     """
     if "/" not in env_id:
         env_id = f"{NAMESPACE}/{env_id}"
-    if env_id not in _SPECS and env_id not in _MULTI_DISCRETE_SPECS:
-        raise ValueError(f"Unknown env id {env_id!r}; choose one of {ENV_IDS + MULTI_DISCRETE_ENV_IDS}.")
+    if env_id not in _SPECS and env_id not in _MULTI_DISCRETE_SPECS and env_id not in _MINATAR_SPECS:
+        ids = ENV_IDS + MULTI_DISCRETE_ENV_IDS + MINATAR_ENV_IDS
+        raise ValueError(f"Unknown env id {env_id!r}; choose one of {ids}.")
     env = gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **kwargs)
     assert isinstance(env, TorchVectorEnv)
     return env
 
 
-__all__ = ["ENV_IDS", "MULTI_DISCRETE_ENV_IDS", "NAMESPACE", "State", "TorchVectorEnv", "make"]
+__all__ = ["ENV_IDS", "MINATAR_ENV_IDS", "MULTI_DISCRETE_ENV_IDS", "NAMESPACE", "State", "TorchVectorEnv", "make"]
