@@ -41,7 +41,7 @@ _MULTI_DISCRETE_SPECS: dict[str, tuple[str, int | None]] = {
 # as the reference's Gymnasium registration (v0: all 6 actions, v1: minimal action set).
 _MINATAR_SPECS: dict[str, tuple[str, int | None]] = {
     f"{NAMESPACE}/MinAtar-{game}-v{v}": (f"gumbel_ac.envs.minatar:{game}Env", None)
-    for game in ("Breakout",)
+    for game in ("Breakout", "Freeway", "Asterix", "SpaceInvaders")
     for v in (0, 1)
 }
 

@@ -341,3 +341,274 @@ class BreakoutEnv(MinAtarEnv):
         ball = _one_hot_cells(ball_y, ball_x, cells)
         trail = _one_hot_cells(last_y, last_x, cells)
         return torch.stack([paddle, ball, trail, bricks.reshape(-1, 100).expand_as(ball)], dim=1)
+
+
+# ============================================================================ Freeway
+class FreewayEnv(MinAtarEnv):
+    """MinAtar Freeway (``minatar/environments/freeway.py``); minimal actions ``n u d``.
+
+    Fields: pos (chicken row; column 4), move_timer, terminate_timer, car_x, car_timer,
+    car_speed (``[N, 8]`` int8, car ``i`` in row ``i + 1``; speed signed: direction x period).
+    Channels: chicken, car, speed1..speed5 (the trail behind each car, by period).
+    Draws: 8 ``randint(1, 6)`` periods then 8 ``sign(rand() - 0.5)`` directions, at reset and
+    on each crossing (which keeps the cars' positions). Episodes end after 2501 steps (the
+    reference's timer of 2500 ends the game once it is below 0).
+
+    Not reproduced: ``sign(rand() - 0.5) == 0`` (the draw exactly 0.5, probability 2**-53 with
+    the reference's ``RandomState``), which gives a car of speed 0 that moves left every frame
+    and makes the reference's ``state()`` use the previous car's trail channel (or fail for car
+    0). Here the 24-bit draw ``2**23`` (exactly 0.5) counts as +1.
+    """
+
+    GAME = "freeway"
+    CHANNELS = 7
+    MINIMAL_ACTIONS = (NOOP, UP, DOWN)
+    STEP_SLOTS = tuple(f"_randomize_cars.speed{i}" for i in range(8)) + tuple(
+        f"_randomize_cars.dir{i}" for i in range(8)
+    )
+    RESET_SLOTS = STEP_SLOTS
+    TIME_LIMIT = 2500
+    PLAYER_SPEED = 3
+
+    @staticmethod
+    def _speeds(draws: torch.Tensor) -> torch.Tensor:
+        period = 1 + randint_from(draws[..., 0:8], 5)
+        return torch.where(draws[..., 8:16] >= (_ONE >> 1), period, -period).to(torch.int8)
+
+    def _start_state(self, draws: torch.Tensor | None, lead: tuple[int, ...], device: torch.device) -> State:
+        assert draws is not None
+        speed = self._speeds(draws)
+        c = torch.zeros((*lead, 1), dtype=torch.int64, device=device)
+        car_x = torch.zeros((*lead, 1, 8), dtype=torch.int8, device=device)
+        return (c + 9, c + self.PLAYER_SPEED, c + self.TIME_LIMIT, car_x, speed.abs(), speed)
+
+    def _game_step(self, fields: State, a: torch.Tensor, draws: torch.Tensor) -> GameStep:
+        pos, move_timer, terminate_timer, car_x, car_timer, car_speed = fields
+        ready = move_timer == 0
+        up, down = (a == UP) & ready, (a == DOWN) & ready
+        move_timer = torch.where(up | down, self.PLAYER_SPEED, move_timer)
+        pos = torch.where(up, (pos - 1).clamp(min=0), torch.where(down, (pos + 1).clamp(max=9), pos))
+        # Crossing: +1, new car speeds (positions kept), back to the bottom.
+        win = pos == 0
+        new_speed = self._speeds(draws)
+        car_speed = torch.where(win.unsqueeze(1), new_speed, car_speed)
+        car_timer = torch.where(win.unsqueeze(1), new_speed.abs(), car_timer)
+        pos = torch.where(win, 9, pos)
+        # Cars, in list order; only the car in the chicken's row (index pos - 1) can hit it, and a
+        # hit sends the chicken to row 9 (no car), so the sequential loop reduces to that car:
+        # hit if it is at x = 4 before its move, or after a move.
+        in_row = self._cols[1:9] == pos.unsqueeze(1)  # car i sits in row i + 1
+        hit = (in_row & (car_x == 4)).any(dim=1)
+        moves = car_timer == 0
+        car_timer = torch.where(moves, car_speed.abs(), car_timer - 1)
+        x = car_x + torch.where(car_speed > 0, 1, -1).to(torch.int8)
+        x = torch.where(x < 0, 9, torch.where(x > 9, 0, x)).to(torch.int8)
+        car_x = torch.where(moves, x, car_x)
+        hit = hit | (in_row & moves & (car_x == 4)).any(dim=1)
+        pos = torch.where(hit, 9, pos)
+        move_timer = move_timer - (move_timer > 0).to(move_timer.dtype)
+        terminate_timer = terminate_timer - 1
+        fields = (pos, move_timer, terminate_timer, car_x, car_timer, car_speed)
+        return fields, win.to(torch.float32), terminate_timer < 0
+
+    def _channels(self, fields: State) -> torch.Tensor:
+        pos, _, _, car_x, _, car_speed = fields
+        cells = self._cells
+        chicken = _one_hot_cells(pos, torch.full_like(pos, 4), cells)
+        x = car_x.to(torch.int64)
+        y = self._cols[1:9].expand_as(x)
+        cars = _one_hot_cells(y, x, cells)  # [N, 8, 100]
+        back = x + torch.where(car_speed > 0, -1, 1)
+        back = torch.where(back < 0, 9, torch.where(back > 9, 0, back))
+        trail = _one_hot_cells(y, back, cells)
+        period = car_speed.abs().to(torch.int64).unsqueeze(2) == self._cols[1:6]  # [N, 8, 5]
+        trails = (period.unsqueeze(3) & trail.unsqueeze(2)).any(dim=1)  # [N, 5, 100]
+        return torch.cat([chicken.unsqueeze(1), cars.any(dim=1, keepdim=True), trails], dim=1)
+
+
+# ============================================================================ Asterix
+class AsterixEnv(MinAtarEnv):
+    """MinAtar Asterix (``minatar/environments/asterix.py``); minimal actions ``n l u r d``.
+
+    Fields: player_x, player_y, alive, ent_x, ent_right, ent_gold (``[N, 8]``, entity slot ``i``
+    in row ``i + 1``), spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer,
+    ramp_index. Channels: player, enemy, trail, gold.
+    Draws per step (used when the spawn timer is 0): ``rand() < 1/2`` (from the left, moving
+    right), ``rand() < 1/3`` (gold), ``randint(#free slots)`` (the spawn's slot among the free
+    ones, in slot order; not drawn by the reference when no slot is free). Difficulty ramping
+    every 101 steps (the reference's ``ramp_timer`` counts 100 down to -1).
+
+    Quirk kept: an enemy that catches the player ends the episode but stays on the board (and
+    still moves in that step); gold is removed with +1, also several in one step.
+    """
+
+    GAME = "asterix"
+    CHANNELS = 4
+    MINIMAL_ACTIONS = (NOOP, LEFT, UP, RIGHT, DOWN)
+    STEP_SLOTS = ("_spawn_entity.lr", "_spawn_entity.gold", "_spawn_entity.slot")
+    RAMP_INTERVAL = 100
+    INIT_SPAWN_SPEED = 10
+    INIT_MOVE_INTERVAL = 5
+
+    def _start_state(self, draws: torch.Tensor | None, lead: tuple[int, ...], device: torch.device) -> State:
+        c = torch.zeros((*lead, 1), dtype=torch.int64, device=device)
+        none = torch.zeros((*lead, 1, 8), dtype=torch.bool, device=device)
+        x = torch.zeros((*lead, 1, 8), dtype=torch.int64, device=device)
+        spawn, move = c + self.INIT_SPAWN_SPEED, c + self.INIT_MOVE_INTERVAL
+        return (c + 5, c + 5, none, x, none, none, spawn, spawn, move, move, c + self.RAMP_INTERVAL, c)
+
+    def _game_step(self, fields: State, a: torch.Tensor, draws: torch.Tensor) -> GameStep:
+        px, py, alive, ex, right, gold, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer, ramp = fields
+        slot_row = self._cols[1:9]
+        # Spawn: side and kind drawn always, the slot among the free ones if there is one.
+        spawn = spawn_timer == 0
+        lr = draws[:, 0] < (_ONE >> 1)
+        is_gold = draws[:, 1] < prob_threshold(1 / 3)
+        free = ~alive
+        k = free.sum(dim=1)
+        pick = randint_from(draws[:, 2], k)
+        chosen = free & ((free.cumsum(dim=1) - 1) == pick.unsqueeze(1)) & spawn.unsqueeze(1)
+        alive = alive | chosen
+        ex = torch.where(chosen, torch.where(lr, 0, 9).unsqueeze(1), ex)
+        right = torch.where(chosen, lr.unsqueeze(1), right)
+        gold = torch.where(chosen, is_gold.unsqueeze(1), gold)
+        spawn_timer = torch.where(spawn, spawn_speed, spawn_timer)
+        # Player.
+        px = torch.where(a == LEFT, (px - 1).clamp(min=0), torch.where(a == RIGHT, (px + 1).clamp(max=9), px))
+        py = torch.where(a == UP, (py - 1).clamp(min=1), torch.where(a == DOWN, (py + 1).clamp(max=8), py))
+        in_row = (slot_row == py.unsqueeze(1)) & alive
+        hit = in_row & (ex == px.unsqueeze(1))
+        reward = (hit & gold).sum(dim=1)
+        terminated = (hit & ~gold).any(dim=1)
+        alive = alive & ~(hit & gold)
+        # Entities move every move_speed steps; leaving the board removes them.
+        moves = move_timer == 0
+        move_timer = torch.where(moves, move_speed, move_timer)
+        stepped = moves.unsqueeze(1) & alive
+        ex = torch.where(stepped, ex + torch.where(right, 1, -1), ex)
+        alive = alive & ~(stepped & ((ex < 0) | (ex > 9)))
+        hit = stepped & alive & (slot_row == py.unsqueeze(1)) & (ex == px.unsqueeze(1))
+        reward = reward + (hit & gold).sum(dim=1)
+        terminated = terminated | (hit & ~gold).any(dim=1)
+        alive = alive & ~(hit & gold)
+        spawn_timer = spawn_timer - 1
+        move_timer = move_timer - 1
+        if self.difficulty_ramping:
+            active = (spawn_speed > 1) | (move_speed > 1)
+            count = active & (ramp_timer >= 0)
+            level = active & (ramp_timer < 0)
+            move_speed = move_speed - (level & (move_speed > 1) & (ramp % 2 == 1)).to(torch.int64)
+            spawn_speed = spawn_speed - (level & (spawn_speed > 1)).to(torch.int64)
+            ramp = ramp + level.to(torch.int64)
+            ramp_timer = torch.where(level, self.RAMP_INTERVAL, ramp_timer - count.to(torch.int64))
+        fields = (px, py, alive, ex, right, gold, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer, ramp)
+        return fields, reward.to(torch.float32), terminated
+
+    def _channels(self, fields: State) -> torch.Tensor:
+        px, py, alive, ex, right, gold = fields[:6]
+        cells = self._cells
+        player = _one_hot_cells(py, px, cells)
+        y = self._cols[1:9].expand_as(ex)
+        at = _one_hot_cells(y, ex, cells) & alive.unsqueeze(2)  # [N, 8, 100]
+        enemy = (at & ~gold.unsqueeze(2)).any(dim=1)
+        treasure = (at & gold.unsqueeze(2)).any(dim=1)
+        back = ex + torch.where(right, -1, 1)
+        trail = (_one_hot_cells(y, back, cells) & (alive & (back >= 0) & (back <= 9)).unsqueeze(2)).any(dim=1)
+        return torch.stack([player, enemy, trail, treasure], dim=1)
+
+
+# ============================================================================ SpaceInvaders
+class SpaceInvadersEnv(MinAtarEnv):
+    """MinAtar SpaceInvaders (``minatar/environments/space_invaders.py``); actions ``n l r f``.
+
+    Fields: pos (cannon column), f_bullets, e_bullets, aliens (bool ``[N, 10, 10]``), alien_dir
+    (-1/+1), enemy_move_interval, alien_move_timer, alien_shot_timer, ramp_index, shot_timer.
+    Channels: cannon, alien, alien_left, alien_right, friendly_bullet, enemy_bullet. No draws
+    besides the sticky one. The alien that shoots is the lowest one in the nearest non-empty
+    column (ties: the left column, as the reference's stable sort by distance).
+
+    Quirk kept: aliens that step down from row 9 (ending the game) wrap to row 0 in the final
+    observation (the reference uses ``np.roll``).
+    """
+
+    GAME = "space_invaders"
+    CHANNELS = 6
+    MINIMAL_ACTIONS = (NOOP, LEFT, RIGHT, FIRE)
+    SHOT_COOL_DOWN = 5
+    ENEMY_MOVE_INTERVAL = 12
+    ENEMY_SHOT_INTERVAL = 10
+
+    def _wave(self, lead: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        aliens = torch.zeros((*lead, 1, 10, 10), dtype=torch.bool, device=device)
+        aliens[..., 0:4, 2:8] = True
+        return aliens
+
+    def _start_state(self, draws: torch.Tensor | None, lead: tuple[int, ...], device: torch.device) -> State:
+        c = torch.zeros((*lead, 1), dtype=torch.int64, device=device)
+        empty = torch.zeros((*lead, 1, 10, 10), dtype=torch.bool, device=device)
+        move = c + self.ENEMY_MOVE_INTERVAL
+        return (c + 5, empty, empty, self._wave(lead, device), c - 1, move, move, c + self.ENEMY_SHOT_INTERVAL, c, c)
+
+    def _game_step(self, fields: State, a: torch.Tensor, draws: torch.Tensor) -> GameStep:
+        pos, fb, eb, aliens, alien_dir, interval, move_timer, shot_timer_e, ramp, shot_timer = fields
+        n = pos.shape[0]
+        cols = self._cols
+        fire = (a == FIRE) & (shot_timer == 0)
+        cannon = (cols == pos.unsqueeze(1)).unsqueeze(1) & (cols == 9).view(1, 10, 1)  # [N, 10, 10] row 9
+        fb = fb | (cannon & fire.view(n, 1, 1))
+        shot_timer = torch.where(fire, self.SHOT_COOL_DOWN, shot_timer)
+        pos = torch.where(a == LEFT, (pos - 1).clamp(min=0), torch.where(a == RIGHT, (pos + 1).clamp(max=9), pos))
+        cannon = (cols == pos.unsqueeze(1)).unsqueeze(1) & (cols == 9).view(1, 10, 1)
+        # Bullets: friendly up (leaving at the top), enemy down (leaving at the bottom).
+        fb = torch.cat([fb[:, 1:], torch.zeros_like(fb[:, :1])], dim=1)
+        eb = torch.cat([torch.zeros_like(eb[:, :1]), eb[:, :-1]], dim=1)
+        terminated = (eb & cannon).flatten(1).any(dim=1) | (aliens & cannon).flatten(1).any(dim=1)
+        # Aliens move every move_timer steps: down and turn at an edge, else sideways.
+        moves = move_timer == 0
+        count = aliens.flatten(1).sum(dim=1)
+        move_timer = torch.where(moves, torch.minimum(count, interval), move_timer)
+        col_any = aliens.any(dim=1)  # [N, 10]
+        edge = (col_any[:, 0] & (alien_dir < 0)) | (col_any[:, 9] & (alien_dir > 0))
+        down, side = moves & edge, moves & ~edge
+        terminated = terminated | (down & aliens[:, 9].any(dim=1))
+        shifted = torch.where(
+            (alien_dir > 0).view(n, 1, 1), torch.roll(aliens, 1, dims=2), torch.roll(aliens, -1, dims=2)
+        )
+        aliens = torch.where(
+            down.view(n, 1, 1), torch.roll(aliens, 1, dims=1), torch.where(side.view(n, 1, 1), shifted, aliens)
+        )
+        alien_dir = torch.where(down, -alien_dir, alien_dir)
+        terminated = terminated | (moves & (aliens & cannon).flatten(1).any(dim=1))
+        # The lowest alien of the nearest non-empty column shoots every 10 steps.
+        shoots = shot_timer_e == 0
+        shot_timer_e = torch.where(shoots, self.ENEMY_SHOT_INTERVAL, shot_timer_e)
+        col_any = aliens.any(dim=1)
+        order = (cols - pos.unsqueeze(1)).abs() * 16 + cols
+        col = torch.where(col_any, order, 1 << 10).argmin(dim=1)
+        column = aliens.gather(2, col.view(n, 1, 1).expand(n, 10, 1)).squeeze(2)  # [N, 10]
+        row = torch.where(column, cols, -1).amax(dim=1)
+        shot = (cols == row.unsqueeze(1)).unsqueeze(2) & (cols == col.unsqueeze(1)).unsqueeze(1)
+        eb = eb | (shot & shoots.view(n, 1, 1))
+        kill = aliens & fb
+        reward = kill.flatten(1).sum(dim=1).to(torch.float32)
+        aliens, fb = aliens & ~kill, fb & ~kill
+        shot_timer = shot_timer - (shot_timer > 0).to(shot_timer.dtype)
+        move_timer = move_timer - 1
+        shot_timer_e = shot_timer_e - 1
+        cleared = ~aliens.flatten(1).any(dim=1)
+        if self.difficulty_ramping:
+            harder = cleared & (interval > 6)
+            interval = interval - harder.to(torch.int64)
+            ramp = ramp + harder.to(torch.int64)
+        aliens = aliens | (cleared.view(n, 1, 1) & self._wave((), aliens.device))
+        fields = (pos, fb, eb, aliens, alien_dir, interval, move_timer, shot_timer_e, ramp, shot_timer)
+        return fields, reward, terminated
+
+    def _channels(self, fields: State) -> torch.Tensor:
+        pos, fb, eb, aliens, alien_dir = fields[:5]
+        cells = self._cells
+        cannon = _one_hot_cells(torch.full_like(pos, 9), pos, cells)
+        al = aliens.flatten(1)
+        left = al & (alien_dir < 0).unsqueeze(1)
+        right = al & (alien_dir >= 0).unsqueeze(1)
+        return torch.stack([cannon, al, left, right, fb.flatten(1), eb.flatten(1)], dim=1)

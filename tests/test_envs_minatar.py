@@ -189,3 +189,102 @@ def _breakout_tracker(t: int, obs: torch.Tensor, rng: np.random.Generator, n_act
 def test_breakout_scripted_long_episodes() -> None:
     counts = run_side_by_side("breakout", steps=1500, n=4, policy=_breakout_tracker, sticky=0.02, seed=3)
     assert counts["reward"] > 150
+
+
+@pytest.mark.parametrize("game", ["freeway", "asterix", "space_invaders"])
+@pytest.mark.parametrize("minimal", [True, False], ids=["v1", "v0"])
+def test_random_policy_matches_reference(game: str, minimal: bool) -> None:
+    counts = run_side_by_side(game, steps=300 if minimal else 150, n=12, minimal=minimal, seed=1)
+    assert counts["sticky"] > 100
+
+
+def _always(action: int) -> Callable[[int, torch.Tensor, np.random.Generator, int], torch.Tensor]:
+    def policy(t: int, obs: torch.Tensor, rng: np.random.Generator, n_actions: int) -> torch.Tensor:
+        noise = rng.random(obs.shape[0]) < 0.1
+        return torch.as_tensor(np.where(noise, rng.integers(0, n_actions, obs.shape[0]), action))
+
+    return policy
+
+
+def test_freeway_crossings_and_time_limit() -> None:
+    """Mostly "up": many crossings (new car speeds), and the 2501-step episode end."""
+    counts = run_side_by_side("freeway", steps=2600, n=3, policy=_always(1), seed=2)
+    assert counts["reward"] > 60 and counts["done"] == 3
+
+
+def _set(env: MinAtarEnv, index: int, values: list[int] | np.ndarray) -> None:
+    state = list(env.state)
+    state[index] = torch.as_tensor(np.asarray(values), dtype=state[index].dtype).expand_as(state[index]).clone()
+    env.state = tuple(state)
+
+
+def _asterix_hard(env: MinAtarEnv, refs: list[Environment]) -> None:
+    """Late-game difficulty: fast spawns and moves, ramps due soon, odd and even ramp levels."""
+    rng = np.random.default_rng(7)
+    n = len(refs)
+    fields = {
+        "spawn_speed": rng.integers(1, 4, n),
+        "move_speed": rng.integers(1, 4, n),
+        "ramp_index": rng.integers(0, 6, n),
+        "ramp_timer": rng.integers(-1, 8, n),
+        "spawn_timer": rng.integers(0, 2, n),
+        "move_timer": rng.integers(0, 2, n),
+    }
+    index = {
+        "spawn_speed": 9,
+        "spawn_timer": 10,
+        "move_speed": 11,
+        "move_timer": 12,
+        "ramp_timer": 13,
+        "ramp_index": 14,
+    }
+    for name, values in fields.items():
+        _set(env, index[name], values)
+        for ref, v in zip(refs, values, strict=True):
+            setattr(ref.env, name, int(v))
+
+
+@pytest.mark.parametrize("ramping", [True, False])
+def test_asterix_ramping_and_full_rows(ramping: bool) -> None:
+    counts = run_side_by_side("asterix", steps=500, n=10, setup=_asterix_hard, ramping=ramping, seed=4)
+    assert counts["reward"] > 20 and counts["done"] > 10
+
+
+def _space_invaders_sparse(env: MinAtarEnv, refs: list[Environment]) -> None:
+    """Few aliens at random places (fast aliens, waves cleared quickly), random timers."""
+    rng = np.random.default_rng(8)
+    n = len(refs)
+    aliens = np.zeros((n, 10, 10), dtype=bool)
+    for _ in range(2):
+        aliens[np.arange(n), rng.integers(0, 6, n), rng.integers(0, 10, n)] = True
+    state = list(env.state)
+    state[6] = torch.as_tensor(aliens)
+    dirs = rng.choice([-1, 1], n)
+    state[7] = torch.as_tensor(dirs)
+    intervals = rng.integers(6, 13, n)
+    state[8] = torch.as_tensor(intervals)
+    env.state = tuple(state)
+    for i, ref in enumerate(refs):
+        ref.env.alien_map = aliens[i].astype(float)
+        ref.env.alien_dir = int(dirs[i])
+        ref.env.enemy_move_interval = int(intervals[i])
+
+
+def _space_invaders_hunter(t: int, obs: torch.Tensor, rng: np.random.Generator, n_actions: int) -> torch.Tensor:
+    """n l r f: fire, else move under the nearest alien column; 10% random."""
+    cannon = obs[:, 0, 9].float().argmax(dim=1)
+    cols = obs[:, 1].amax(dim=1).bool()
+    dist = (torch.arange(10) - cannon.unsqueeze(1)).abs() + torch.where(cols, 0, 100)
+    target = dist.argmin(dim=1)
+    move = torch.where(target < cannon, 1, torch.where(target > cannon, 2, 3))
+    a = torch.where(torch.as_tensor(rng.random(obs.shape[0]) < 0.5), 3, move)
+    return torch.where(
+        torch.as_tensor(rng.random(obs.shape[0]) < 0.1), torch.as_tensor(rng.integers(0, 4, obs.shape[0])), a
+    )
+
+
+def test_space_invaders_waves_and_ramping() -> None:
+    counts = run_side_by_side(
+        "space_invaders", steps=800, n=6, setup=_space_invaders_sparse, policy=_space_invaders_hunter, seed=5
+    )
+    assert counts["reward"] > 100 and counts["done"] > 3
