@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gumbel_ac import budget
 from gumbel_ac.agent import make_agent
 from gumbel_ac.buffer import ReplayBuffer
 from gumbel_ac.checkpoint import list_checkpoints, resume_candidates, save_checkpoint, saved_config, write_json_atomic
@@ -59,7 +60,7 @@ from gumbel_ac.loop_state import EvalRecord, LoopState
 from gumbel_ac.losses import UpdateStats
 from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, resume_overrides
 from gumbel_ac.seeding import derive_seed
-from gumbel_ac.vector import UnknownEnvError, describe_spaces, make_env
+from gumbel_ac.vector import UnknownEnvError, describe_spaces, eval_env_kwargs, make_env
 
 __all__ = [
     "EvalRecord",
@@ -165,33 +166,6 @@ def _make_env_checked(env_id: str, num_envs: int, device: torch.device, **env_kw
         raise SpaceConfigError(str(exc)) from None
 
 
-def _device_memory_bytes(device: torch.device) -> int | None:
-    """Total memory of ``device`` (None when unknown)."""
-    try:
-        if device.type == "cuda":
-            return int(torch.cuda.mem_get_info(device)[1])
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError, RuntimeError):
-        return None
-
-
-def _check_replay_fits(config: Config, obs_dim: int, num_heads: int, device: torch.device) -> None:
-    """Refuse a replay buffer larger than the device's memory before allocating it.
-
-    Why: ``torch.zeros`` of hundreds of GB either fails deep in training set-up or, with
-    Linux overcommit, gets the process OOM-killed later with no message at all.
-    """
-    row = 2 * obs_dim * 4 + num_heads * 8 + 4 + 1
-    need = config.buffer_size * row
-    have = _device_memory_bytes(device)
-    if have is not None and need > have:
-        raise ConfigError(
-            f"buffer_size={config.buffer_size} needs {need / 2**30:.1f} GiB for the replay buffer "
-            f"({row} bytes per transition) but the {device.type} device has {have / 2**30:.1f} GiB; "
-            "lower --buffer-size"
-        )
-
-
 def _next_boundary(step: int, every: int) -> float:
     """The first multiple of ``every`` after ``step`` (``every <= 0``: never; log: every step)."""
     if every <= 0:
@@ -286,6 +260,13 @@ class _Run:
         torch.manual_seed(config.seed)  # initial weights: the same on every rank (and broadcast anyway)
         self.seed = self.dist.rank_seed(config.seed)  # this rank's envs and sampling; config.seed on rank 0
         np.random.seed(self.seed)
+        # The memory the run needs (networks, replay, envs, update) against the device's free
+        # memory, from a one-env probe, before anything large is allocated.
+        probe = _make_env_checked(config.env, 1, device, **config.env_kwargs_dict())
+        try:
+            budget.check_fits(config, probe.obs_dim, probe.action_spec.nvec, device)
+        finally:
+            probe.close()
         self.env = _make_env_checked(config.env, config.num_envs, device, **config.env_kwargs_dict())
         action_spec, obs_dim = self.env.action_spec, self.env.obs_dim
         self.spaces = describe_spaces(self.env.single_observation_space, self.env.single_action_space)
@@ -298,7 +279,6 @@ class _Run:
                     f"eval_env {self.eval_env_id} has spaces {eval_spaces}, but env {config.env} has "
                     f"{self.spaces}; evaluate on an env with the same observation and action spaces"
                 )
-        _check_replay_fits(config, obs_dim, action_spec.num_heads, device)
         agent = make_agent(
             obs_dim=obs_dim,
             spec=action_spec,
@@ -600,7 +580,7 @@ class _Run:
             episodes=config.eval_episodes,
             seed=config.seed + 1000,
             device=self.device,
-            env_kwargs=config.eval_env_kwargs(),
+            env_kwargs=eval_env_kwargs(config.eval_env_kwargs()),
         )
         state.evals.append(
             EvalRecord(state.global_step, float(returns.mean()), float(returns.std()), state.train_seconds)
@@ -671,7 +651,7 @@ class _Run:
                 episodes=config.final_eval_episodes,
                 seed=config.seed + 2000,
                 device=self.device,
-                env_kwargs=config.eval_env_kwargs(),
+                env_kwargs=eval_env_kwargs(config.eval_env_kwargs()),
             )
             final_mean, final_std = float(returns.mean()), float(returns.std())
             state.evals.append(EvalRecord(state.global_step, final_mean, final_std, state.train_seconds))

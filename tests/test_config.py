@@ -177,7 +177,7 @@ def test_validate_returns_a_resolved_copy_and_leaves_the_caller_unchanged() -> N
     assert dataclasses.asdict(given) == before  # nothing filled in on the caller's object
     assert resolved is not given
     assert resolved.batch_size == 256 and resolved.buffer_size == 100_000  # "auto" resolved
-    assert dataclasses.asdict(resolved) == {**before, "batch_size": 256, "buffer_size": 100_000}
+    assert dataclasses.asdict(resolved) == {**before, "batch_size": 256, "buffer_size": 100_000, "preset": "none"}
     # Editing the caller's config afterwards and validating again resolves for the new value.
     given.num_envs = 4096
     assert given.validate().buffer_size == 64 * 4096
