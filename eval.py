@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import Any
 
 from gumbel_ac.cli import exit_status, guarded
 
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling (0 to 2**31 - 1)")
     parser.add_argument("--env", default=None, help="env id to evaluate on (default: the run's eval env)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device (default cpu)")
+    parser.add_argument(
+        "--checkpoint",
+        default="last",
+        help="which checkpoint of the run folder: last (the newest, default), best (the best periodic "
+        "evaluation's policy) or step_N",
+    )
     parser.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this GIF")
     return parser.parse_args(argv)
 
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gumbel_ac.budget import check_bytes_fit, env_bytes
-    from gumbel_ac.checkpoint import check_spaces_match, load_run
+    from gumbel_ac.checkpoint import check_spaces_match, load_run, select_checkpoint
     from gumbel_ac.config import MAX_EVAL_EPISODES, MAX_SEED, ConfigError
     from gumbel_ac.evaluation import evaluate, record_gif
     from gumbel_ac.vector import describe_spaces, eval_env_kwargs, make_env, resolve_device
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if gif_dir is not None and not os.path.isdir(gif_dir):  # now, not after the whole evaluation
         raise ConfigError(f"--gif {args.gif}: folder {gif_dir} does not exist; create it or choose another path")
     device = resolve_device(args.device)
-    loaded = load_run(args.run, device=device)
+    loaded = load_run(select_checkpoint(args.run, args.checkpoint), device=device)
     # --env plays the part of the run's eval_env, so the config's own rule decides which env
     # kwargs apply (the run's, e.g. DeepSea's size, on its own env; none on another env).
     config = dataclasses.replace(loaded.config, eval_env=args.env) if args.env else loaded.config
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "deterministic" if args.deterministic else "stochastic"
     print(
         f"{env_id}: {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} {mode} episodes "
-        f"(checkpoint {loaded.path}, step {loaded.step})"
+        f"(checkpoint {loaded.path}, step {loaded.step}{_best_note(loaded.meta)})"
     )
     if args.gif:
         total = record_gif(
@@ -110,6 +117,14 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {args.gif} (episode return {total:.1f})")
     return 0
+
+
+def _best_note(meta: dict[str, Any]) -> str:
+    """``; the best periodic evaluation, X`` for a best/ checkpoint (its manifest records it)."""
+    best = meta.get("training", {}).get("best_eval") if isinstance(meta.get("training"), dict) else None
+    if isinstance(best, dict) and isinstance(best.get("mean"), (int, float)):
+        return f"; the best periodic evaluation, {best['mean']:.3g}"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

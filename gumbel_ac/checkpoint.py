@@ -115,16 +115,20 @@ def save_checkpoint(
     training_state: dict[str, torch.Tensor] | None = None,
     training_meta: dict[str, Any] | None = None,
     keep: int = 3,
+    name: str | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoints/step_<step>`` atomically and prune to the newest ``keep``.
+    """Write ``run_dir/checkpoints/step_<step>`` atomically and prune to the newest ``keep``;
+    with ``name`` (e.g. :data:`BEST_DIR`), write ``run_dir/<name>`` instead, replacing the
+    previous one atomically, and prune nothing.
 
     Returns the checkpoint folder. Raises ``OSError`` if the disk refuses; the previous
     checkpoints are untouched in that case (the temp folder is removed).
     """
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) if name else Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:09d}"
-    tmp = root / f".step_{step:09d}.tmp-{os.getpid()}"
+    stem = name or f"step_{step:09d}"
+    final = root / stem
+    tmp = root / f".{stem}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -153,8 +157,8 @@ def save_checkpoint(
         }
         _fsync_write(tmp / META_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
         old = None
-        if final.exists():  # same step written again: move the old one aside, never delete first
-            old = root / f".step_{step:09d}.old-{os.getpid()}"
+        if final.exists():  # written again: move the old one aside, never delete first
+            old = root / f".{stem}.old-{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)
@@ -164,9 +168,42 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if name is None:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+#: The run folder's copy of the policy that scored best in a periodic evaluation
+#: (SB3's ``EvalCallback(best_model_save_path=...)`` habit); weights only, never resumed from.
+BEST_DIR = "best"
+
+
+def select_checkpoint(run: str | Path, which: str) -> Path:
+    """The checkpoint folder ``which`` names in a run folder: ``last`` (the newest, what resume
+    continues), ``best`` (:data:`BEST_DIR`) or ``step_N``; a clear :class:`CheckpointError`
+    otherwise."""
+    run_dir = Path(run)
+    if which == "last":
+        return resolve_checkpoint(run_dir)
+    if (run_dir / META_FILE).is_file():
+        raise CheckpointError(f"{run_dir} is one checkpoint folder; --checkpoint {which} needs the run folder")
+    if which == BEST_DIR:
+        best = run_dir / BEST_DIR
+        if not (best / META_FILE).is_file():
+            raise CheckpointError(
+                f"{run_dir} has no best/ checkpoint: it is written at periodic evaluations (--eval-every > 0); "
+                "use --checkpoint last"
+            )
+        return best
+    match = re.fullmatch(r"step_(\d+)", which)
+    if match is None:
+        raise CheckpointError(f"--checkpoint must be last, best or step_N (e.g. step_20000), got {which!r}")
+    found = [c for c in list_checkpoints(run_dir) if int(c.name.split("_")[1]) == int(match.group(1))]
+    if not found:
+        kept = ", ".join(c.name for c in list_checkpoints(run_dir)) or "none"
+        raise CheckpointError(f"{run_dir} has no checkpoint at step {int(match.group(1))} (kept: {kept})")
+    return found[0]
 
 
 def clean_stale_temp(run_dir: str | Path) -> list[Path]:

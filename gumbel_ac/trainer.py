@@ -47,7 +47,14 @@ import torch
 from gumbel_ac import budget
 from gumbel_ac.agent import make_agent
 from gumbel_ac.buffer import ReplayBuffer
-from gumbel_ac.checkpoint import list_checkpoints, resume_candidates, save_checkpoint, saved_config, write_json_atomic
+from gumbel_ac.checkpoint import (
+    BEST_DIR,
+    list_checkpoints,
+    resume_candidates,
+    save_checkpoint,
+    saved_config,
+    write_json_atomic,
+)
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
 from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size, setup
 from gumbel_ac.distributions import UnsupportedSpaceError
@@ -96,7 +103,7 @@ class TrainResult:
 
 
 #: What a run writes into its folder; a new run refuses a folder holding any of them.
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "wandb")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", BEST_DIR, "wandb", "tensorboard")
 
 #: Periodic checkpoint writes that may fail in a row (warned each time) before the run stops
 #: instead of training on with an ever older checkpoint as its only safety net.
@@ -588,7 +595,26 @@ class _Run:
         self.logger.log(
             state.global_step, {"eval/mean_return": state.evals[-1].mean, "eval/std_return": state.evals[-1].std}
         )
+        if state.evals[-1].mean > max((e.mean for e in state.evals[:-1]), default=-math.inf):
+            self.save_best(state.evals[-1])
         self.tic = self.window_start = time.perf_counter()
+
+    def save_best(self, record: EvalRecord) -> None:
+        """Keep the policy of the best periodic evaluation so far in ``run_dir/best`` (weights
+        only: resume always continues from the last checkpoint). A failed write is a warning:
+        the periodic checkpoints, not this copy, are the run's safety net."""
+        try:
+            save_checkpoint(
+                self.run_dir,
+                step=record.step,
+                agent=self.learner.agent,
+                config=self.config,
+                spaces=self.spaces,
+                name=BEST_DIR,
+                training_meta={"best_eval": {"mean": record.mean, "std": record.std}},
+            )
+        except OSError as exc:
+            self.logger.message(f"warning: could not save the best policy (step {record.step}): {exc}")
 
     def checkpoint(self, *, finished: bool) -> Path | None:
         """Save the weights and every component's state (rank 0; bookkeeping phase only: it

@@ -141,3 +141,28 @@ def test_a_streak_of_failed_periodic_checkpoints_stops_the_run(tmp_path: Path, m
     with pytest.raises(TrainingError, match=r"last 3 checkpoints at step 800 could not be written.*step_000000200"):
         train(cfg)
     assert [c.name for c in list_checkpoints(tmp_path / "s")] == ["step_000000200"]
+
+
+def test_the_best_policy_is_kept_and_eval_py_says_which_it_evaluates(
+    tmp_path: Path, script_main: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = {**BASE, "eval_every": 400, "eval_episodes": 3}
+    result = train(Config(**cfg, total_steps=2000, runs_dir=str(tmp_path), run_name="b"))
+    periodic = result.evals[:-1]  # the last record is the final evaluation
+    best = max(periodic, key=lambda e: e.mean)
+    meta = json.loads((tmp_path / "b" / "best" / "meta.json").read_text())
+    assert meta["step"] == min(e.step for e in periodic if e.mean == best.mean)  # the first time it was reached
+    assert meta["training"]["best_eval"]["mean"] == best.mean
+    capsys.readouterr()
+    assert script_main("eval")([str(tmp_path / "b"), "--checkpoint", "best", "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"step {meta['step']}" in out and "the best periodic evaluation" in out
+    assert script_main("eval")([str(tmp_path / "b"), "--checkpoint", "step_1200", "--episodes", "1"]) == 0
+    assert "step 1200" in capsys.readouterr().out
+    assert script_main("eval")([str(tmp_path / "b"), "--checkpoint", "step_400", "--episodes", "1"]) == 2
+    assert "no checkpoint at step 400" in capsys.readouterr().err  # pruned: the newest 3 are kept
+    assert script_main("eval")([str(tmp_path / "b"), "--checkpoint", "newest", "--episodes", "1"]) == 2
+    assert "must be last, best or step_N" in capsys.readouterr().err
+    # Resume continues from the last checkpoint, never from best/.
+    resumed = train(resume_config(tmp_path / "b", total_steps=2400))
+    assert resumed.evals[0].step == 400 and list_checkpoints(tmp_path / "b")[-1].name.endswith("2400")
