@@ -40,9 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="act with the most likely action (default)",
     )
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions from the policy")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling (0 to 2**31 - 1)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the evaluation envs and sampling (default 0; 0 to 2**31 - 1)"
+    )
     parser.add_argument("--env", default=None, help="env id to evaluate on (default: the run's eval env)")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device (default cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the policy and the evaluation envs run (default auto: CUDA when available, as train.py)",
+    )
     parser.add_argument(
         "--checkpoint",
         default="last",
@@ -51,6 +58,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this GIF")
     return parser.parse_args(argv)
+
+
+def quiet_headless_rendering() -> None:
+    """Let pygame render off-screen, silently, on a machine without a display.
+
+    Rendering to rgb_array still initialises SDL's video; with no display SDL printed
+    ``error: XDG_RUNTIME_DIR is invalid or not set`` to stderr, which reads like one of our
+    own ``error:`` lines although the GIF is written. SDL's dummy driver needs no display.
+    Variables the user set are kept; this runs before pygame is first imported (the render).
+    """
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's import banner on stdout
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         f"(checkpoint {loaded.path}, step {loaded.step}{_best_note(loaded.meta)})"
     )
     if args.gif:
+        quiet_headless_rendering()
         total = record_gif(
             loaded.agent.cpu(),
             env_id,

@@ -140,7 +140,7 @@ class Config:
     seed, render_mode, ...; gumbel_ac.vector.RESERVED_ENV_KWARGS) are refused: use the flag. For
     gumbel_ac/ envs, keys and value types are checked against the env's constructor at start. At
     most 65536 characters. Evaluation drops compile/compile_mode (a few eval envs do not repay a
-    compile; gumbel_ac.vector.eval_env_kwargs)."""
+    compile; gumbel_ac.vector.eval_env_kwargs). The default, an empty string, passes none."""
     estimator: str = "gumbel-st"
     """Actor gradient estimator: gumbel-st (straight-through Gumbel-Softmax), gumbel-soft,
     score (REINFORCE with baseline), exact (sum over actions), and those the estimator module
@@ -186,7 +186,8 @@ class Config:
     learning_starts: int = 1_000
     """Env steps of uniformly random actions before updates start."""
     updates_per_step: int = 1
-    """Gradient steps per vector step (replay ratio = updates_per_step / num_envs per env step)."""
+    """Gradient steps per vector step (one step of all num_envs envs). The replay ratio is
+    updates_per_step * batch_size / num_envs: replayed samples per collected transition."""
     target_update_rate: float = 0.2
     """Polyak rate of the target critics per gradient step (SAC's "tau"; renamed so it cannot be
     confused with the Gumbel temperature). Fast targets trained CartPole fastest here."""
@@ -254,7 +255,9 @@ class Config:
     (config.json, metrics.jsonl, checkpoints/) first. Without it such a folder is refused: a new
     run never mixes its rows and checkpoints into another run's."""
     progress: bool = True
-    """Show a progress bar on the console."""
+    """Show progress on the console: a progress bar on a terminal; one plain line per log row
+    when stdout is a file or a pipe (step, average env steps/s, return; evaluations). With
+    --no-progress only messages are printed. TensorBoard events are written either way."""
     track: bool = False
     """Log to Weights & Biases (respects WANDB_MODE; use WANDB_MODE=offline without network)."""
     wandb_project: str = "gumbel_ac"
@@ -266,8 +269,13 @@ class Config:
     resume: str | None = None
     """Continue the run in this folder (runs/<name>) from its newest good checkpoint: weights,
     optimizer moments, alpha, step counters, RNG states, env state and replay buffer. The run
-    keeps its saved config; only the fields in RESUME_OVERRIDABLE (e.g. a larger
-    --total-steps, logging and checkpoint cadence) may be changed. See docs/resume.md."""
+    keeps its saved config; only flags that do not change what the agent learns from its data
+    may be given with other values: --total-steps (e.g. to train longer), --run-name,
+    --runs-dir, --device, --num-threads, --progress, --track, --wandb-project, --wandb-entity,
+    --log-every, --eval-every, --eval-episodes, --final-eval-episodes, --checkpoint-every,
+    --keep-checkpoints, --save-replay, --replay-save-cap, --deterministic-cuda,
+    --dist-timeout-s and --debug-syncs. Any other flag that differs is refused. See
+    docs/resume.md."""
     save_replay: bool = True
     """Store the replay buffer in checkpoints (safetensors, no pickle), so a resumed run
     samples the same minibatches as an uninterrupted one."""

@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(SYNTHETIC_KINDS),
         choices=SYNTHETIC_KINDS,
-        help="synthetic problems to run (ignored with --run)",
+        help=f"synthetic problems to run (default: {' '.join(SYNTHETIC_KINDS)}; ignored with --run)",
     )
     p.add_argument(
         "--num-actions",
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=int,
         default=[2, 8, 64],
-        help="numbers of actions K of the synthetic problems",
+        help="numbers of actions K of the synthetic problems (default: %(default)s)",
     )
     p.add_argument(
         "--estimators",
@@ -307,18 +307,29 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=float,
         default=list(DEFAULT_TAUS),
-        help="temperature grid (reinmax uses only tau >= 1)",
+        help=f"temperature grid (default: {' '.join(f'{t:g}' for t in DEFAULT_TAUS)}; reinmax uses only tau >= 1)",
     )
     p.add_argument(
         "--rao-samples",
         nargs="+",
         type=int,
         default=list(DEFAULT_RAO_SAMPLES),
-        help="conditional Gumbel draws R of gumbel-rao, one line per value",
+        help="conditional Gumbel draws R of gumbel-rao, one line per value (default: "
+        f"{' '.join(map(str, DEFAULT_RAO_SAMPLES))})",
     )
-    p.add_argument("--draws", "-M", type=int, default=1000, help="independent draws per measurement")
-    p.add_argument("--seed", type=int, default=0, help="seed of the problems and of every estimator's draws")
-    p.add_argument("--logit-scale", type=float, default=1.0, help="synthetic logits ~ scale * N(0, 1)")
+    p.add_argument(
+        "--draws",
+        "-M",
+        type=int,
+        default=1000,
+        help="independent draws per measurement (default: %(default)s; at least 2)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the problems and of every estimator's draws (default: %(default)s)"
+    )
+    p.add_argument(
+        "--logit-scale", type=float, default=1.0, help="synthetic logits ~ scale * N(0, 1) (default: %(default)s)"
+    )
     p.add_argument(
         "--run",
         default=None,
@@ -326,11 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure on a trained run's critic at states visited by its policy instead",
     )
     p.add_argument("--env", default=None, help="env id for --run (default: from the run's config)")
-    p.add_argument("--states", type=int, default=16, help="states sampled for --run")
-    p.add_argument("--rollout-steps", type=int, default=200, help="vector steps run to collect states for --run")
-    p.add_argument("--out", default="lab_out", help="output folder for results.csv and the PNG plots")
+    p.add_argument("--states", type=int, default=16, help="states sampled for --run (default: %(default)s)")
+    p.add_argument(
+        "--rollout-steps",
+        type=int,
+        default=200,
+        help="vector steps run to collect states for --run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out", default="lab_out", help="output folder for results.csv and the PNG plots (default: %(default)s)"
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared CPU)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default: %(default)s; 1 is fastest on a shared CPU)"
+    )
     return p
 
 

@@ -1,8 +1,19 @@
-"""Metrics out: a JSONL file in the run folder, a console progress bar, and wandb.
+"""Metrics out: a JSONL file and TensorBoard events in the run folder, the console, and wandb.
 
 Metric names are namespaced as CleanRL's (``charts/episodic_return``, ``losses/critic``, ...).
 The trainer hands this module plain Python floats it read from the device in one transfer
 every ``log_every`` steps; nothing here touches tensors.
+
+TensorBoard events are always written, beside ``metrics.jsonl`` (``<run>/tensorboard/``, the
+same tags and values, float32; CleanRL writes them by default too): one Summary event per row
+costs ~0.08 ms (14 scalars, measured on the 2-core CPU; ``add_scalar`` per value cost ~0.5 ms)
+against ~180 ms between two rows at the default settings (2,000 steps at ~11k steps/s), and
+the writer's import ~0.05 s once, after torch. ``tensorboard --logdir runs`` shows every run.
+
+The console shows a rich progress bar when stdout is a terminal, and one plain line per log
+row otherwise (a file, a pipe, CI): a bar redrawn in place and messages wrapped at the bar's
+width made unreadable log files. Both show the run's average steps per second (not the last
+window's) and values with 3 significant digits (DeepSea's 0.99 is not "1.0").
 
 wandb is imported only when tracking is on. ``wandb.init`` is never given ``mode``: the
 user's ``WANDB_MODE`` decides (``offline`` works with no network; an explicit
@@ -14,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +38,24 @@ WALL_CLOCK_KEYS: frozenset[str] = frozenset({"charts/sps"})
 #: Rows with these keys are written after the final checkpoint; a resumed run drops them
 #: (it writes them again when it ends) so they are never duplicated.
 FINAL_ROW_PREFIX = "eval/final_"
+
+#: Subfolder of the run folder that holds the TensorBoard event files.
+TENSORBOARD_DIR = "tensorboard"
+
+
+def format_value(value: float | None) -> str:
+    """A metric for people: 3 significant digits, no exponent in [1e-3, 1e6), ``-`` if missing.
+
+    ``0.99`` stays ``0.99`` (``:.1f`` showed DeepSea's optimal return as ``1.0``), ``475.3``
+    is ``475``, ``21.34`` is ``21.3``; values from 1000 keep their integer part (``12345``).
+    """
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -95,6 +125,7 @@ class MetricsLogger:
         self.path = run_dir / "metrics.jsonl"
         self._file = open(self.path, "a", encoding="utf-8")
         self.estimator = estimator
+        self.total_steps = total_steps
         self._wandb: Any = None
         if track:
             import wandb
@@ -118,9 +149,18 @@ class MetricsLogger:
                     f"--track: wandb could not start ({exc}). Run `wandb login`, or set "
                     "WANDB_MODE=offline to log locally (sync later with `wandb sync`)."
                 ) from None
+        # Steps and training seconds of this process's rows so far, summed window by window:
+        # their ratio is the run's average sps (the trainer's windows exclude evaluations).
+        self._sps_step, self._train_steps, self._train_seconds = start_step, 0, 0.0
+        notes: list[str] = []
+        self._tb: Any = None
+        self._tb_file: Any = None
+        self._open_tensorboard(run_dir / TENSORBOARD_DIR, start_step, notes)
         self._progress: Any = None
         self._task: Any = None
-        if progress:
+        # A bar only on a terminal: in a file its redraws and wrapping garble the log.
+        self._plain = progress and not _is_terminal(sys.stdout)
+        if progress and not self._plain:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
@@ -137,6 +177,28 @@ class MetricsLogger:
             self._task = self._progress.add_task(
                 "train", total=total_steps, completed=start_step, estimator=estimator, ret="-", eval="-", sps="-"
             )
+        for note in notes:
+            self.message(note)
+
+    def _open_tensorboard(self, log_dir: Path, start_step: int, notes: list[str]) -> None:
+        """Start the TensorBoard writer (a note, not an error, if the package is missing).
+
+        ``purge_step`` makes every writer start with a ``SessionLog.START`` event. A resumed
+        run's (at ``start_step + 1``) tells TensorBoard to drop the events a killed process
+        wrote after its checkpoint, as :func:`truncate_metrics` drops those rows; a fresh
+        run's (at 0) hides events left in the folder by an earlier run, and makes a later
+        resume's START the second one, which TensorBoard's plugin reader needs before it
+        purges anything (it ignores a run's first START).
+        """
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # an environment installed before tensorboard was a dependency
+            notes.append(f"note: no TensorBoard events written ({exc}); pip install tensorboard")
+            return
+        self._tb = SummaryWriter(log_dir=str(log_dir), purge_step=start_step + 1 if start_step > 0 else 0)
+        # One Summary holding the whole row, through the writer's own file writer (what
+        # add_scalar calls): ~0.08 ms a row where add_scalar per value took ~0.5 ms.
+        self._tb_file = self._tb._get_file_writer()
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Write one row (``global_step`` plus metrics) to every sink."""
@@ -144,33 +206,93 @@ class MetricsLogger:
         row.update({k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in metrics.items()})
         self._file.write(json.dumps(row, sort_keys=True) + "\n")
         self._file.flush()
+        if self._tb_file is not None:
+            from tensorboard.compat.proto.summary_pb2 import Summary  # type: ignore[import-untyped]  # no stubs
+
+            values = [
+                Summary.Value(tag=k, simple_value=v)
+                for k, v in row.items()
+                if k != "global_step" and v is not None  # null (non-finite) in the JSONL: no point
+            ]
+            if values:
+                self._tb_file.add_summary(Summary(value=values), int(step))
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if v is not None}, step=int(step))
+        sps = row.get("charts/sps")
+        if sps is not None and sps > 0 and step > self._sps_step:
+            self._train_steps += step - self._sps_step
+            self._train_seconds += (step - self._sps_step) / sps
+            self._sps_step = int(step)
+        if self._plain:
+            line = self.progress_line(int(step), row)
+            if line is not None:
+                print(line, flush=True)
         if self._progress is not None:
             fields: dict[str, str] = {}
-            if metrics.get("charts/episodic_return") is not None:
-                fields["ret"] = f"{metrics['charts/episodic_return']:.1f}"
-            if metrics.get("charts/sps") is not None:
-                fields["sps"] = f"{metrics['charts/sps']:.0f}"
-            if metrics.get("eval/mean_return") is not None:
-                fields["eval"] = f"{metrics['eval/mean_return']:.1f}"
+            if row.get("charts/episodic_return") is not None:
+                fields["ret"] = format_value(row["charts/episodic_return"])
+            if self.average_sps is not None:
+                fields["sps"] = f"{self.average_sps:.0f}"
+            if row.get("eval/mean_return") is not None:
+                fields["eval"] = format_value(row["eval/mean_return"])
             self._progress.update(self._task, completed=step, **fields)
 
+    @property
+    def average_sps(self) -> float | None:
+        """Env steps per second of training over the run so far (this process's part of it)."""
+        if self._train_seconds <= 0:
+            return None
+        return self._train_steps / self._train_seconds
+
+    def progress_line(self, step: int, row: dict[str, Any]) -> str | None:
+        """The plain console line of one logged row, or None for a row that gets none.
+
+        A training row gives ``step S/T  sps A  return R`` (A: :attr:`average_sps`), an
+        evaluation row ``step S/T  eval M ± D``; the final evaluation's row gets none (the
+        trainer prints its own line for it).
+        """
+        head = f"step {step:>{len(str(self.total_steps))}}/{self.total_steps}"
+        if row.get("eval/mean_return") is not None:
+            std = row.get("eval/std_return")
+            spread = "" if std is None else f" ± {format_value(std)}"
+            return f"{head}  eval {format_value(row['eval/mean_return'])}{spread}"
+        if "charts/sps" in row:
+            sps = "-" if self.average_sps is None else f"{self.average_sps:.0f}"
+            return f"{head}  sps {sps}  return {format_value(row.get('charts/episodic_return'))}"
+        return None
+
     def message(self, text: str) -> None:
-        """A line for the user (printed above the progress bar)."""
+        """A line for the user (printed above the progress bar).
+
+        Printed as it is: no rich markup or highlighting (a path holding ``[...]`` is text),
+        and no wrapping at the bar's width (soft wrap), which broke paths mid-text.
+        """
         if self._progress is not None:
-            self._progress.console.print(text)
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, flush=True)
 
     def close(self) -> None:
+        """Stop the bar, flush and close every sink."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
         self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = self._tb_file = None
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for files, pipes, pytest's capture)."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # a closed stream
+        return False
 
 
 def wandb_mode_note() -> str:
