@@ -5,7 +5,7 @@
     python train.py --resume runs/<name>              # continue a stopped or killed run
     python train.py --resume runs/<name> --total-steps 200000   # ... and train it longer
 
-Writes ``runs/<run-name>/`` (config.json, metrics.jsonl, checkpoints/); evaluate it with
+Writes ``runs/<run-name>/`` (config.json, metrics.jsonl, tensorboard/, checkpoints/, best/); evaluate it with
 ``python eval.py runs/<run-name>``. Bad input exits non-zero with one line saying what to fix.
 With ``--resume`` the run's saved config is the starting point: other flags override it,
 and only the ones that do not change the experiment are accepted (docs/resume.md).

@@ -62,7 +62,7 @@ from gumbel_ac.evaluation import evaluate
 from gumbel_ac.fsutil import FolderInUseError, FolderLock
 from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.learner import Learner, TrainingError
-from gumbel_ac.logger import MetricsLogger, truncate_metrics
+from gumbel_ac.logger import MetricsLogger, format_value, truncate_metrics
 from gumbel_ac.loop_state import EvalRecord, LoopState
 from gumbel_ac.losses import UpdateStats
 from gumbel_ac.resume import TRAINING_STATE_VERSION, collect_state, restore, resume_config, resume_overrides
@@ -686,7 +686,7 @@ class _Run:
             )
             self.logger.message(
                 f"final deterministic eval over {config.final_eval_episodes} episodes on {self.eval_env_id}: "
-                f"{final_mean:.1f} ± {final_std:.1f}  (run folder: {self.run_dir})"
+                f"{format_value(final_mean)} ± {format_value(final_std)}  (run folder: {self.run_dir})"
             )
         return TrainResult(self.run_dir, final_mean, final_std, state.evals, state.train_seconds, interrupted)
 
@@ -722,8 +722,8 @@ def train_seeds(config: Config) -> list[TrainResult]:
     ]
     finals = np.array([r.final_mean for r in results], dtype=float)
     print(
-        f"{len(results)} seeds: final eval mean {np.nanmean(finals):.1f} "
-        f"(min {np.nanmin(finals):.1f}, max {np.nanmax(finals):.1f})",
+        f"{len(results)} seeds: final eval mean {format_value(float(np.nanmean(finals)))} "
+        f"(min {format_value(float(np.nanmin(finals)))}, max {format_value(float(np.nanmax(finals)))})",
         flush=True,
     )
     return results
