@@ -14,6 +14,14 @@ steps: (vector steps x N) / seconds.
     python benchmarks/env_throughput.py            # full run (~2 min on 2 cores)
     python benchmarks/env_throughput.py --quick    # short run
     python benchmarks/env_throughput.py --device cuda --sizes 4096 65536 1048576
+
+MinAtar rows (``--minatar``): ``gumbel_ac/MinAtar-<Game>-v1`` eager and compiled (``--no-compile``
+skips the ~30-50 s compilations) against the reference ``minatar`` package (1.0.15) stepped
+through Gymnasium's ``SyncVectorEnv`` (``MinAtar/<Game>-v1``) at the same N, random actions,
+sticky actions on (0.1) on both sides:
+
+    python benchmarks/env_throughput.py --minatar --quick
+    python benchmarks/env_throughput.py --minatar --games Breakout --sizes 256 4096 65536
 """
 
 from __future__ import annotations
@@ -50,7 +58,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="our state dtype")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference rows")
+    p.add_argument("--minatar", action="store_true", help="MinAtar rows instead of CartPole")
+    p.add_argument("--games", nargs="+", default=["Breakout", "Freeway", "Asterix", "SpaceInvaders"])
+    p.add_argument("--no-compile", action="store_true", help="MinAtar: eager rows only")
+    p.add_argument("--ref-max-n", type=int, default=4096, help="MinAtar: largest N for the reference")
     args = p.parse_args()
+    if args.minatar:
+        minatar_main(args)
+        return
     sizes = args.sizes or ([256, 4096] if args.quick else [256, 4096, 65536])
     repeats = args.repeats or (3 if args.quick else 7)
     seconds = args.seconds or (0.15 if args.quick else 0.3)
@@ -116,6 +131,73 @@ def main() -> None:
         ref = med.get(f"gymnasium CartPoleVectorEnv N={n}")
         vs_np = f"{med[name] / ref:.2f}x" if ref else "-"
         print(f"| {name.rsplit(' N=', 1)[0]} | {n} | {med[name] / 1e6:.2f}M | {vs_np} | {med[name] / sync_rate:.0f}x |")
+
+
+def minatar_main(args: argparse.Namespace) -> None:
+    """Random-action steps/s of our MinAtar games and of the reference through SyncVectorEnv."""
+    from gumbel_ac.envs import make
+
+    sizes = args.sizes or [256, 4096]
+    repeats = args.repeats or (3 if args.quick else 5)
+    seconds = args.seconds or (0.3 if args.quick else 0.6)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    try:
+        import minatar.gym
+
+        minatar.gym.register_envs()
+        have_ref = True
+    except ImportError:
+        have_ref = False
+        print("[minatar not installed: no reference rows; pip install minatar==1.0.15]")
+    configs: dict[str, tuple[str, int, Callable[[int], object], int]] = {}
+    rng = np.random.default_rng(0)
+
+    def add(game: str, name: str, n: int, step: Callable[[int], object]) -> None:
+        step(0)
+        step(1)  # warm-up (compilation happens here)
+        per_step = max(_timer(step, 3, sync) / 3, 1e-7)
+        configs[f"{game} {name} N={n}"] = (game, n, step, max(3, int(seconds / per_step)))
+
+    for game in args.games:
+        for n in sizes:
+            for compiled in [False] if args.no_compile else [False, True]:
+                env = make(f"MinAtar-{game}-v1", n, device=device, validate_actions=False, compile=compiled, seed=0)
+                env.reset()
+                acts = torch.randint(0, int(env.single_action_space.n), (64, n), device=device)
+                t0 = time.perf_counter()
+                add(
+                    game,
+                    f"ours {'compiled' if compiled else 'eager'}",
+                    n,
+                    (lambda e, a: lambda i: e.step(a[i % 64]))(env, acts),
+                )
+                if compiled:
+                    print(f"[{game} compile+warm-up N={n}: {time.perf_counter() - t0:.1f}s]", flush=True)
+            if have_ref and n <= args.ref_max_n:
+                ref = gym.make_vec(f"MinAtar/{game}-v1", num_envs=n, vectorization_mode="sync")
+                ref.reset(seed=0)
+                racts = rng.integers(0, int(ref.single_action_space.n), size=(64, n))
+                add(game, "minatar SyncVectorEnv", n, (lambda e, a: lambda i: e.step(a[i % 64]))(ref, racts))
+
+    rates: dict[str, list[float]] = {k: [] for k in configs}
+    for _ in range(repeats):
+        for name, (_, n, step, k) in configs.items():
+            rates[name].append(k * n / _timer(step, k, sync))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"\ndevice={dev_name}, cpu capability={torch.backends.cpu.get_cpu_capability()}, torch threads={args.threads}, "
+        f"torch {torch.__version__}, gymnasium {gym.__version__}, median of {repeats} interleaved repeats\n"
+    )
+    print("| game | env | N | steps/s | vs minatar SyncVectorEnv (same N) |")
+    print("|---|---|---:|---:|---:|")
+    for name, (game, n, _, _) in configs.items():
+        ref_rate = med.get(f"{game} minatar SyncVectorEnv N={n}")
+        vs = f"{med[name] / ref_rate:.1f}x" if ref_rate else "-"
+        label = name[len(game) + 1 :].rsplit(" N=", 1)[0]
+        print(f"| {game} | {label} | {n} | {med[name] / 1e3:.1f}k | {vs} |")
 
 
 if __name__ == "__main__":

@@ -89,11 +89,6 @@ def _hash_draws(key: torch.Tensor, counter: torch.Tensor, salt_r: torch.Tensor) 
     return _hash32(x.unsqueeze(-1) ^ salt_r) >> (32 - _BITS)
 
 
-def _one_hot_cells(y: torch.Tensor, x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """``[..., 100]`` bool: the cell ``(y, x)`` of a 10x10 board (``cells = arange(100)``)."""
-    return cells == (y * 10 + x).unsqueeze(-1)
-
-
 _PALETTE = np.array(
     [
         (0, 0, 0),
@@ -261,8 +256,19 @@ class MinAtarEnv(TorchVectorEnv):
         return self._channels(state[3:]).view(-1, self.CHANNELS, 10, 10).to(torch.uint8)
 
     def _channels(self, fields: State) -> torch.Tensor:
-        """``[N, C, 100]`` bool board of the game fields."""
+        """``[N, C * 100]`` uint8 board of the game fields (``[N, C, 100]`` bool also accepted)."""
         raise NotImplementedError
+
+    def _points(self, idx: torch.Tensor, on: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, C * 100]`` uint8 board with ones at flat indices ``idx`` ``[N, K]`` (where ``on``).
+
+        A scatter of ``N * K`` values instead of ``K`` one-hot comparisons over all cells; with a
+        mask, off points write 0 through ``amax`` (so they never clear a lit cell they share).
+        """
+        obs = torch.zeros(idx.shape[0], self.CHANNELS * 100, dtype=torch.uint8, device=idx.device)
+        if on is None:
+            return obs.scatter_(1, idx, 1)
+        return obs.scatter_reduce_(1, torch.where(on, idx, 0), on.to(torch.uint8), "amax")
 
     def _render_rgb(self, state_i: State) -> np.ndarray:
         obs = self._observe(tuple(t.unsqueeze(0) for t in state_i))[0].numpy()
@@ -277,7 +283,8 @@ class BreakoutEnv(MinAtarEnv):
     """MinAtar Breakout (``minatar/environments/breakout.py``); minimal actions ``n l r``.
 
     Fields: ball_x, ball_y, ball_dir (0 up-left, 1 up-right, 2 down-right, 3 down-left),
-    last_x, last_y (the trail), pos (paddle column), strike (bool), bricks (bool ``[N, 10, 10]``).
+    last_x, last_y (the trail), pos (paddle column), strike (bool), bricks (int64 bitmask: bit
+    ``(row - 1) * 10 + column``; bricks only ever exist in rows 1-3).
     Channels: paddle, ball, trail, brick. Reset draw: ``randint(2)`` picks the ball's start
     ``(x=0, dir 2)`` or ``(x=9, dir 3)``.
 
@@ -290,6 +297,7 @@ class BreakoutEnv(MinAtarEnv):
     CHANNELS = 4
     MINIMAL_ACTIONS = (NOOP, LEFT, RIGHT)
     RESET_SLOTS = ("reset.ball_start",)
+    WALL = (1 << 30) - 1  # rows 1-3 full
 
     def _start_state(self, draws: torch.Tensor | None, lead: tuple[int, ...], device: torch.device) -> State:
         assert draws is not None
@@ -297,9 +305,7 @@ class BreakoutEnv(MinAtarEnv):
         ball_x = torch.where(right, 9, 0)
         ball_dir = torch.where(right, 3, 2)
         c = torch.zeros((*lead, 1), dtype=torch.int64, device=device)
-        bricks = torch.zeros((*lead, 1, 10, 10), dtype=torch.bool, device=device)
-        bricks[..., 1:4, :] = True
-        return (ball_x, c + 3, ball_dir, ball_x, c + 3, c + 4, c.to(torch.bool), bricks)
+        return (ball_x, c + 3, ball_dir, ball_x, c + 3, c + 4, c.to(torch.bool), c + self.WALL)
 
     def _game_step(
         self, fields: State, a: torch.Tensor, draws: torch.Tensor
@@ -315,32 +321,30 @@ class BreakoutEnv(MinAtarEnv):
         new_x = new_x.clamp(0, 9)
         d = torch.where(wall, ball_dir ^ 1, ball_dir)
         top = new_y < 0
-        cell = new_y.clamp(min=0) * 10 + new_x
-        flat = bricks.view(-1, 100)
-        brick_hit = ~top & flat.gather(1, cell.unsqueeze(1)).squeeze(1)
+        bit = ((new_y - 1) * 10 + new_x).clamp(0, 29)
+        brick_hit = (new_y >= 1) & (new_y <= 3) & (((bricks >> bit) & 1) == 1)
         breaks = brick_hit & ~strike
         bottom = ~top & ~brick_hit & (new_y == 9)
         # Bottom row: refill an empty wall, then bounce off the paddle (flat under the old x,
         # corner under the new x) or lose.
-        refill = bottom & ~flat.any(dim=1)
-        flat = flat | (refill.unsqueeze(1) & ((self._cells >= 10) & (self._cells < 40)))
-        flat = flat & ~(breaks.unsqueeze(1) & (self._cells == cell.unsqueeze(1)))
+        bricks = torch.where(bottom & (bricks == 0), self.WALL, bricks)
+        bricks = torch.where(breaks, bricks & ~(1 << bit), bricks)
         flat_bounce = bottom & (ball_x == pos)
         corner_bounce = bottom & ~flat_bounce & (new_x == pos)
         terminated = bottom & ~flat_bounce & ~corner_bounce
         d = torch.where(top | breaks | flat_bounce, 3 - d, torch.where(corner_bounce, d ^ 2, d))
         new_y = torch.where(top, 0, torch.where(breaks | flat_bounce | corner_bounce, last_y, new_y))
         reward = breaks.to(torch.float32)
-        fields = (new_x, new_y, d, last_x, last_y, pos, brick_hit, flat.view(-1, 10, 10))
+        fields = (new_x, new_y, d, last_x, last_y, pos, brick_hit, bricks)
         return fields, reward, terminated
 
     def _channels(self, fields: State) -> torch.Tensor:
         ball_x, ball_y, _, last_x, last_y, pos, _, bricks = fields
-        cells = self._cells
-        paddle = _one_hot_cells(torch.full_like(pos, 9), pos, cells)
-        ball = _one_hot_cells(ball_y, ball_x, cells)
-        trail = _one_hot_cells(last_y, last_x, cells)
-        return torch.stack([paddle, ball, trail, bricks.reshape(-1, 100).expand_as(ball)], dim=1)
+        points = torch.stack([90 + pos, 100 + ball_y * 10 + ball_x, 200 + last_y * 10 + last_x], dim=1)
+        wall = self._cells[:30]
+        idx = torch.cat([points, (310 + wall).expand(pos.shape[0], 30)], dim=1)
+        on = torch.cat([torch.ones_like(points, dtype=torch.bool), ((bricks.unsqueeze(1) >> wall) & 1) == 1], dim=1)
+        return self._points(idx, on)
 
 
 # ============================================================================ Freeway
@@ -413,17 +417,14 @@ class FreewayEnv(MinAtarEnv):
 
     def _channels(self, fields: State) -> torch.Tensor:
         pos, _, _, car_x, _, car_speed = fields
-        cells = self._cells
-        chicken = _one_hot_cells(pos, torch.full_like(pos, 4), cells)
         x = car_x.to(torch.int64)
-        y = self._cols[1:9].expand_as(x)
-        cars = _one_hot_cells(y, x, cells)  # [N, 8, 100]
+        row = self._cols[1:9] * 10  # car i in row i + 1
         back = x + torch.where(car_speed > 0, -1, 1)
         back = torch.where(back < 0, 9, torch.where(back > 9, 0, back))
-        trail = _one_hot_cells(y, back, cells)
-        period = car_speed.abs().to(torch.int64).unsqueeze(2) == self._cols[1:6]  # [N, 8, 5]
-        trails = (period.unsqueeze(3) & trail.unsqueeze(2)).any(dim=1)  # [N, 5, 100]
-        return torch.cat([chicken.unsqueeze(1), cars.any(dim=1, keepdim=True), trails], dim=1)
+        # Trail channel 2 + period - 1 (speeds are never 0 here, see the class docstring).
+        trail_ch = car_speed.abs().to(torch.int64) + 1
+        idx = torch.cat([(pos * 10 + 4).unsqueeze(1), 100 + row + x, trail_ch * 100 + row + back], dim=1)
+        return self._points(idx)
 
 
 # ============================================================================ Asterix
@@ -506,15 +507,14 @@ class AsterixEnv(MinAtarEnv):
 
     def _channels(self, fields: State) -> torch.Tensor:
         px, py, alive, ex, right, gold = fields[:6]
-        cells = self._cells
-        player = _one_hot_cells(py, px, cells)
-        y = self._cols[1:9].expand_as(ex)
-        at = _one_hot_cells(y, ex, cells) & alive.unsqueeze(2)  # [N, 8, 100]
-        enemy = (at & ~gold.unsqueeze(2)).any(dim=1)
-        treasure = (at & gold.unsqueeze(2)).any(dim=1)
+        row = self._cols[1:9] * 10  # slot i in row i + 1
+        x = ex.clamp(0, 9)  # entities that left the board are not alive
         back = ex + torch.where(right, -1, 1)
-        trail = (_one_hot_cells(y, back, cells) & (alive & (back >= 0) & (back <= 9)).unsqueeze(2)).any(dim=1)
-        return torch.stack([player, enemy, trail, treasure], dim=1)
+        idx = torch.cat(
+            [(py * 10 + px).unsqueeze(1), torch.where(gold, 300, 100) + row + x, 200 + row + back.clamp(0, 9)], dim=1
+        )
+        on = torch.cat([torch.ones_like(alive[:, :1]), alive, alive & (back >= 0) & (back <= 9)], dim=1)
+        return self._points(idx, on)
 
 
 # ============================================================================ SpaceInvaders
@@ -606,9 +606,9 @@ class SpaceInvadersEnv(MinAtarEnv):
 
     def _channels(self, fields: State) -> torch.Tensor:
         pos, fb, eb, aliens, alien_dir = fields[:5]
-        cells = self._cells
-        cannon = _one_hot_cells(torch.full_like(pos, 9), pos, cells)
-        al = aliens.flatten(1)
-        left = al & (alien_dir < 0).unsqueeze(1)
-        right = al & (alien_dir >= 0).unsqueeze(1)
-        return torch.stack([cannon, al, left, right, fb.flatten(1), eb.flatten(1)], dim=1)
+        n = pos.shape[0]
+        cannon = (self._cells == (90 + pos).unsqueeze(1)).view(n, 1, 100)
+        al = aliens.view(n, 1, 100)
+        left = al & (alien_dir < 0).view(n, 1, 1)
+        right = al & (alien_dir >= 0).view(n, 1, 1)
+        return torch.cat([cannon, al, left, right, fb.view(n, 1, 100), eb.view(n, 1, 100)], dim=1)

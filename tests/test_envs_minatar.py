@@ -288,3 +288,64 @@ def test_space_invaders_waves_and_ramping() -> None:
         "space_invaders", steps=800, n=6, setup=_space_invaders_sparse, policy=_space_invaders_hunter, seed=5
     )
     assert counts["reward"] > 100 and counts["done"] > 3
+
+
+@pytest.mark.parametrize("game", list(GAMES.values()))
+def test_spaces_seeding_state_dict_and_render(game: str) -> None:
+    env = make(f"MinAtar-{game}-v1", 6, seed=3, render_mode="rgb_array")
+    obs, _ = env.reset(seed=3)
+    ref = Environment([k for k, v in GAMES.items() if v == game][0])
+    channels = ref.state_shape()[2]
+    assert obs.dtype == torch.uint8 and obs.shape == (6, channels, 10, 10)
+    assert env.single_observation_space.shape == (channels, 10, 10)
+    assert env.single_action_space.n == len(ref.minimal_action_set())
+    assert make(f"MinAtar-{game}-v0", 2).single_action_space.n == 6
+    g = torch.Generator().manual_seed(0)
+    actions = [torch.randint(0, int(env.single_action_space.n), (6,), generator=g) for _ in range(120)]
+    for a in actions[:40]:
+        env.step(a)
+    saved = {k: v.clone() for k, v in env.state_dict().items()}
+    first = [env.step(a) for a in actions[40:]]
+    env.load_state_dict(saved)
+    second = [env.step(a) for a in actions[40:]]
+    for x, y in zip(first, second, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(x[:4], y[:4], strict=True))
+    again = make(f"MinAtar-{game}-v1", 6, seed=3)
+    again.reset(seed=3)
+    for a in actions[:40]:
+        again.step(a)
+    assert torch.equal(again.step(actions[40])[0], first[0][0])
+    img = env.render()
+    assert img is not None and img.shape == (320, 320, 3) and img.dtype == np.uint8
+
+
+@pytest.mark.parametrize("noise", ["generator", "hash"])
+def test_hash_draws_statistics(noise: str) -> None:
+    """Default draws (no hook): sticky repeats happen at the configured rate."""
+    env = make("MinAtar-Breakout-v0", 512, seed=0, noise=noise, sticky_action_prob=0.25)
+    env.reset()
+    repeats = trials = 0
+    prev = env.state[2].clone()
+    for t in range(20):
+        a = torch.full((512,), 1 + 2 * (t % 2))  # alternate l / r
+        env.step(a)
+        new = a != prev  # where the asked action differs from the last one, a repeat is visible
+        repeats += int((new & (env.state[2] == prev)).sum())
+        trials += int(new.sum())
+        prev = env.state[2].clone()
+    assert trials > 5000 and abs(repeats / trials - 0.25) < 0.03
+
+
+@pytest.mark.slow
+def test_compiled_matches_eager() -> None:
+    for game in GAMES.values():
+        a = make(f"MinAtar-{game}-v1", 32, seed=1, noise="hash")
+        b = make(f"MinAtar-{game}-v1", 32, seed=1, compile=True)
+        a.reset()
+        b.reset()
+        g = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            x = torch.randint(0, int(a.single_action_space.n), (32,), generator=g)
+            ra, rb = a.step(x), b.step(x)
+            assert all(torch.equal(p, q) for p, q in zip(ra[:4], rb[:4], strict=True))
+            assert torch.equal(ra[4]["final_obs"], rb[4]["final_obs"])
