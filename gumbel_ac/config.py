@@ -150,7 +150,7 @@ class Config:
     and seed + num_seeds - 1 must be too (each seed of the run is used as a 32-bit seed)."""
     num_seeds: int = 1
     """Train this many independent agents, seeds seed, seed+1, ..., one run folder each
-    (<run-name>__s<seed>), one after another in this process (README, "Many seeds").
+    (<run-name>__s<seed>), one after another in this process (docs/performance.md, "Many seeds").
     seed + num_seeds - 1 must be at most 2**31 - 1 (checked at start, not after the first seed)."""
     total_steps: int = 50_000
     """Environment steps to train for (summed over the parallel envs); at most 2**62. A run whose
@@ -163,7 +163,7 @@ class Config:
     """Where networks, replay buffer and batched envs live; auto = CUDA when available."""
     num_threads: int = 1
     """torch intra-op threads on CPU (0 = torch's default). 1 is fastest for these small
-    networks on a loaded 2-core machine (README, "Performance"). At most 1024."""
+    networks on a loaded 2-core machine (docs/performance.md). At most 1024."""
 
     # --- algorithm --------------------------------------------------------------------
     gamma: float = 0.995
@@ -290,7 +290,7 @@ class Config:
     cuda_graphs: bool = False
     """On CUDA: capture the update phase (replay sampling, losses, backward, Adam, Polyak) in a
     CUDA graph after 3 eager warm-up updates and replay it each iteration -- one launch instead
-    of ~250 (README, "Performance"). Falls back to eager updates, with a message, on CPU, under
+    of ~250 (docs/performance.md). Falls back to eager updates, with a message, on CPU, under
     torchrun or if capture fails. Replay indices are drawn differently from the eager path, so
     a run with graphs is not bit-identical to one without."""
     debug_syncs: bool = False
@@ -351,7 +351,7 @@ class Config:
         Why these rules: with many envs each vector step adds num_envs transitions, so a
         fixed batch of 128 would use a vanishing fraction of the data per update; a batch of
         about one vector step keeps the replay ratio near updates_per_step / 1 per
-        transition-batch. Measured on CartPole (README, "Large populations").
+        transition-batch. Measured on CartPole (docs/performance.md, "Large populations").
         """
         config = self._with_preset()
         batch_size, buffer_size = config.batch_size, config.buffer_size

@@ -706,7 +706,7 @@ def train_seeds(config: Config) -> list[TrainResult]:
 
     Why a loop and not agents vectorized over a seed axis (PureJaxRL's vmap): on a CPU the
     update is per-op overhead bound and one process per core is the parallelism that pays
-    (README, "Many seeds"); on a GPU, raise ``num_envs`` and ``batch_size`` first. Each seed
+    (docs/performance.md, "Many seeds"); on a GPU, raise ``num_envs`` and ``batch_size`` first. Each seed
     gets its own run folder ``<run-name>__s<seed>``, so eval.py, resume and the lab work on
     it unchanged.
     """

@@ -83,7 +83,7 @@ def test_counting_guard_catches_a_sync(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("estimator", ["gumbel-st", "score", "exact"])
 def test_no_device_syncs_in_the_loop_cuda(tmp_path: Path, estimator: str) -> None:
     """No host sync in the hot loop: rollout and update run under set_sync_debug_mode("error")
-    (a sync there stalls the GPU pipeline every iteration; README, "No host sync in the loop")."""
+    (a sync there stalls the GPU pipeline every iteration; docs/performance.md, "No host sync in the loop")."""
     config = _config(tmp_path, 64 * 20, "cuda", estimator)
     config.debug_syncs = True
     result = train(config)
