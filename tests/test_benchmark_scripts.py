@@ -42,3 +42,13 @@ def test_solve_time_throughput_mode_runs_ours() -> None:
         "3",
     )
     assert re.search(r"^\| gumbel_ac gumbel_ac/CartPole-v1 N=4 \(CPU\) \| [\d,]+ \|$", out, re.MULTILINE), out
+
+
+def test_large_actions_quick_mode_prints_the_table() -> None:
+    # Quick mode: dials-2x4 and bandit-16, one seed, every method (ours, PPO through the
+    # MultiDiscrete-packing adapter), each run in a fresh spawned worker.
+    out = _run("benchmarks/large_actions.py", "--quick")
+    assert "cpu capability" in out
+    assert "| task | joint actions | method | critic target | seeds |" in out, out
+    assert re.search(r"^\| dials-2x4 \| 16 \| gumbel-st-enum \| enumerated \| 1 \|", out, re.MULTILINE), out
+    assert re.search(r"^\| dials-2x4 \| 16 \| ppo \|", out, re.MULTILINE), out
