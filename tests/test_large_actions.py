@@ -166,3 +166,19 @@ def test_exact_above_the_limit_is_refused_with_the_alternatives() -> None:
     with pytest.raises(ConfigError, match=r"exact estimator sums over all 4096 joint actions.*gumbel-st, gumbel-rao"):
         Learner.from_config(agent, config)
     Learner.from_config(agent, Config(estimator="exact", max_enumerated_actions=4096).validate())  # raised: fine
+
+
+def test_sb3_adapter_steps_multidiscrete_torch_envs() -> None:
+    """SB3 algorithms (here PPO and GumbelAC) drive a MultiDiscrete torch env through the adapter:
+    one action per head reaches the env, not one per row."""
+    from stable_baselines3 import PPO
+
+    from gumbel_ac.sb3 import GumbelAC, make_torch_vec_env
+
+    env = make_torch_vec_env("gumbel_ac/Dials-v0", n_envs=3, seed=0, heads=3, choices=4)
+    env.reset()
+    code = env.reset()[:, :12].reshape(3, 3, 4).argmax(-1)  # the shown code, one-hot per head
+    _, reward, _, _ = env.step(code.astype(np.int64))
+    np.testing.assert_allclose(reward, 1.0)  # every head right
+    PPO("MlpPolicy", env, n_steps=8, batch_size=12, n_epochs=1, seed=0).learn(48)
+    GumbelAC("MlpPolicy", env, learning_starts=8, batch_size=8, buffer_size=100, seed=0).learn(48)
