@@ -94,7 +94,7 @@ class TorchVecEnvAdapter(VecEnv):
         if not np.issubdtype(actions.dtype, np.integer):
             raise TypeError(f"actions must be integer indices, got dtype {actions.dtype}")
         # One integer per env for a Discrete space, one per head ([N, H]) for a MultiDiscrete one.
-        shape = (self.num_envs, *self.action_space.shape)
+        shape = (self.num_envs, *(self.action_space.shape or ()))
         actions_N = torch.as_tensor(actions.reshape(shape), dtype=torch.int64, device=self.device)
         self._actions = None
         obs, reward, terminated, truncated, info = self.env.step(actions_N)
