@@ -10,7 +10,14 @@
   SAME_STEP semantics plus a ``valid`` mask (docs/DESIGN.md §6).
 
 Observations are flattened to float32 ``[N, D]``; ``Discrete`` observations are one-hot
-encoded. Other observation spaces are refused with a clear error.
+encoded; ``uint8`` image observations (a Box of bounds 0..255, e.g. Atari frames) are scaled
+to [0, 1] as SB3 does. Other observation spaces are refused with a clear error.
+
+Ids from other packages (:mod:`gumbel_ac.envpkgs`): ``module:EnvId`` imports ``module`` first
+as ``gymnasium.make`` does; ``ALE/`` and ``MinAtar/`` ids register their package on demand;
+``ALE/`` ids get Atari preprocessing (:func:`atari_wrappers`); a missing package (Box2D,
+ale-py, minatar) is one :class:`~gumbel_ac.envpkgs.MissingEnvPackageError` (an
+:class:`UnknownEnvError`) naming the install command.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from gymnasium.vector import AutoresetMode
 
 from gumbel_ac.config import ConfigError
 from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
+from gumbel_ac.envpkgs import ALE_PREFIX, UnknownEnvError, missing_dependency, prepare_env_id
 from gumbel_ac.protocol import BatchStep
 
 TORCH_NAMESPACE = "gumbel_ac/"
@@ -62,20 +70,32 @@ RESERVED_ENV_KWARGS: frozenset[str] = frozenset(
 EVAL_DROPPED_ENV_KWARGS: frozenset[str] = frozenset({"compile", "compile_mode"})
 
 
-class UnknownEnvError(ValueError):
-    """The env id is not registered with Gymnasium."""
+#: Atari preprocessing for ``ALE/`` ids (:func:`atari_wrappers`): frames per agent step, the
+#: side of the square grayscale frame, and how many of the latest frames one observation stacks.
+ATARI_FRAME_SKIP = 4
+ATARI_SCREEN_SIZE = 84
+ATARI_FRAME_STACK = 4
 
 
 class ObsEncoder:
-    """Flattens Box observations and one-hot encodes Discrete ones, on tensors."""
+    """Flattens Box observations (uint8 images scaled to [0, 1]) and one-hot encodes Discrete ones, on tensors."""
 
     def __init__(self, space: gym.Space[Any]) -> None:
+        self.scale = 1.0
         if isinstance(space, gym.spaces.Discrete):
             self.kind, self.n, self.start = "discrete", int(space.n), int(space.start)
             self.dim = self.n
         elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
             self.kind = "box"
             self.dim = int(np.prod(space.shape)) if space.shape else 1
+            # uint8 images (SB3's is_image_space test: uint8 within 0..255) are scaled to [0, 1].
+            if (
+                isinstance(space, gym.spaces.Box)
+                and space.dtype == np.uint8
+                and np.all(space.low == 0)
+                and np.all(space.high == 255)
+            ):
+                self.scale = 1.0 / 255.0
         else:
             raise UnsupportedSpaceError(
                 f"observation space {space} is not supported: gumbel_ac takes Box or Discrete "
@@ -85,7 +105,8 @@ class ObsEncoder:
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         if self.kind == "discrete":
             return torch.nn.functional.one_hot(obs.reshape(-1).long() - self.start, self.n).float()
-        return obs.reshape(obs.shape[0], -1).float()
+        flat = obs.reshape(obs.shape[0], -1).float()
+        return flat * self.scale if self.scale != 1.0 else flat
 
 
 def describe_spaces(obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> dict[str, Any]:
@@ -267,14 +288,54 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise :class:`UnknownEnvError` with close matches when ``env_id`` is not registered."""
+def check_env_id(env_id: str) -> str:
+    """Raise :class:`UnknownEnvError` with close matches when ``env_id`` is not registered.
+
+    Imports what the id needs first (:func:`gumbel_ac.envpkgs.prepare_env_id`: a ``module:``
+    prefix, the ALE or MinAtar registry) and returns the registry id (without the prefix).
+    """
     if env_id.startswith(TORCH_NAMESPACE):
         import gumbel_ac.envs  # noqa: F401  (registers the namespace)
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    name = prepare_env_id(env_id)
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownEnvError(f"unknown env id {env_id!r}: it is not registered with Gymnasium.{hint}")
+    return name
+
+
+def atari_wrappers(frame_skip: int) -> list[Any]:
+    """The preprocessing of SB3's ``make_atari_env`` for an ``ALE/`` env made with ``frameskip=1``.
+
+    Gymnasium's ``AtariPreprocessing`` (30 random no-ops at reset, ``frame_skip`` frames per
+    action with the max of the last two, grayscale ``84x84``) and a stack of the latest 4
+    frames: ``uint8`` observations of shape ``(4, 84, 84)``. The v5 ids skip 4 frames in the
+    emulator itself (no max-pooling); the env is made with ``frameskip=1`` so the skip happens
+    once, here. Episodes end at game over (not at each lost life) and rewards are not clipped,
+    so training and evaluation returns are the game's scores.
+    """
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    def preprocess(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+        return AtariPreprocessing(
+            env, noop_max=30, frame_skip=frame_skip, screen_size=ATARI_SCREEN_SIZE, grayscale_obs=True
+        )
+
+    def stack(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+        return FrameStackObservation(env, stack_size=ATARI_FRAME_STACK)
+
+    return [preprocess, stack]
+
+
+def _atari_frame_skip(env_id: str, spec: gym.envs.registration.EnvSpec, kwargs: dict[str, Any]) -> int:
+    """The frames per action for an ``ALE/`` id: ``frameskip`` from env_kwargs, else the id's (4 for v5)."""
+    skip = kwargs.pop("frameskip", spec.kwargs.get("frameskip", ATARI_FRAME_SKIP))
+    if not isinstance(skip, int) or isinstance(skip, bool) or skip < 1:
+        raise ConfigError(
+            f"env_kwargs 'frameskip' of {env_id} must be a positive integer (frames per action; the "
+            f"preprocessing applies it with max-pooling), got {skip!r}"
+        )
+    return skip
 
 
 def eval_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -375,12 +436,12 @@ def make_env(
     naming the env and the kwargs, the same for training and eval.py.
     """
     device = torch.device(device)
-    check_env_id(env_id)
+    name = check_env_id(env_id)
     check_env_kwargs(env_id, env_kwargs)
     try:
-        if env_id.startswith(TORCH_NAMESPACE):
+        if name.startswith(TORCH_NAMESPACE):
             env = gym.make_vec(
-                env_id,
+                name,
                 num_envs=num_envs,
                 vectorization_mode="vector_entry_point",
                 device=device,
@@ -389,24 +450,33 @@ def make_env(
                 **env_kwargs,
             )
         else:
-            spec = gym.spec(env_id)
+            spec = gym.spec(name)
             kwargs = dict(env_kwargs)
             if render_mode is not None:
                 kwargs["render_mode"] = render_mode
-            if spec.vector_entry_point is not None and render_mode is None:
-                env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+            wrappers = None
+            if name.startswith(ALE_PREFIX):
+                # ale-py's own vector env (its vector_entry_point) clips rewards by default;
+                # Gymnasium's wrappers in a SyncVectorEnv keep the game's score (atari_wrappers).
+                wrappers = atari_wrappers(_atari_frame_skip(env_id, spec, kwargs))
+                kwargs["frameskip"] = 1
+            if spec.vector_entry_point is not None and render_mode is None and wrappers is None:
+                env = gym.make_vec(name, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
             else:
                 env = gym.make_vec(
-                    env_id,
+                    name,
                     num_envs=num_envs,
                     vectorization_mode="sync",
                     vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                    wrappers=wrappers,
                     **kwargs,
                 )
+    except (gym.error.DependencyNotInstalled, ModuleNotFoundError) as exc:
+        raise missing_dependency(env_id, exc) from None
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, UnsupportedSpaceError) or not env_kwargs:
-            raise  # not about env_kwargs: the caller's own handling applies
+        if isinstance(exc, (UnsupportedSpaceError, ConfigError)) or not env_kwargs:
+            raise  # not about env_kwargs, or already said: the caller's own handling applies
         raise ConfigError(f"env {env_id} rejected env_kwargs {env_kwargs}: {exc}") from None
     adapter: GymVectorAdapter | TorchVectorAdapter
-    adapter = TorchVectorAdapter(env) if env_id.startswith(TORCH_NAMESPACE) else GymVectorAdapter(env, device)
+    adapter = TorchVectorAdapter(env) if name.startswith(TORCH_NAMESPACE) else GymVectorAdapter(env, device)
     return adapter
