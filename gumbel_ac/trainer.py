@@ -111,7 +111,7 @@ MAX_FAILED_CHECKPOINTS = 3
 
 
 def default_run_name(config: Config) -> str:
-    env = config.env.replace("/", "_")
+    env = config.env.replace("/", "_").replace(":", "_")  # module:EnvId ids; ':' is not portable
     return f"{env}__{config.estimator}__{config.seed}__{int(time.time())}"
 
 
