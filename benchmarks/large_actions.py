@@ -28,7 +28,7 @@ Methods, all at the same env-step budget per task:
 * ``ppo`` -- SB3 PPO on the same batched torch env through ``gumbel_ac.sb3`` (compatibility
   path, host copies every step): RL-Zoo's CartPole-v1 shape adapted -- 8 envs, n_steps 32,
   batch 256, 10 epochs, gae_lambda 0.8, clip 0.2, ent_coef 0.0, constant lr 1e-3 -- the same
-  for every task, MlpPolicy (64, 64) like ours. gamma: the library's per-env preset
+  for every task, MlpPolicy with the hidden widths ours uses (its preset, else 64, 64). gamma: the library's per-env preset
   (``gumbel_ac/presets.py``, which gives ours gamma 0 on Dials and the Bandit: rounds are
   independent of the action) when it has one, so both learners get the same discount; else
   RL-Zoo's 0.98.
@@ -262,6 +262,14 @@ def _multidiscrete_adapter(env_id: str, n_envs: int, seed: int, kwargs: dict[str
     return adapter
 
 
+def ours_hidden_sizes(env_id: str) -> tuple[int, ...]:
+    """The hidden widths ours trains ``env_id`` with (its preset, else the default): PPO's
+    actor and critic get the same, so neither side has the bigger network."""
+    from gumbel_ac.config import Config
+
+    return tuple(Config(env=env_id).resolve_auto().hidden_sizes)
+
+
 def ppo_gamma(env_id: str) -> float:
     """The discount ours trains ``env_id`` with by preset (the same for PPO), else RL-Zoo's 0.98."""
     try:
@@ -285,6 +293,7 @@ def _run_ppo(spec: RunSpec) -> RunResult:
     model = PPO(
         "MlpPolicy",
         env,
+        policy_kwargs={"net_arch": list(ours_hidden_sizes(spec.task.env))},
         n_steps=32,
         batch_size=256,
         n_epochs=10,
