@@ -28,7 +28,8 @@ Methods, all at the same env-step budget per task:
 * ``ppo`` -- SB3 PPO on the same batched torch env through ``gumbel_ac.sb3`` (compatibility
   path, host copies every step): RL-Zoo's CartPole-v1 shape adapted -- 8 envs, n_steps 32,
   batch 256, 10 epochs, gae_lambda 0.8, clip 0.2, ent_coef 0.0, constant lr 1e-3 -- the same
-  for every task, MlpPolicy with the hidden widths ours uses (its preset, else 64, 64). gamma: the library's per-env preset
+  for every task, MlpPolicy with the hidden widths ours uses (its preset, else 64, 64).
+  gamma: the library's per-env preset
   (``gumbel_ac/presets.py``, which gives ours gamma 0 on Dials and the Bandit: rounds are
   independent of the action) when it has one, so both learners get the same discount; else
   RL-Zoo's 0.98.
