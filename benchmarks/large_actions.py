@@ -224,43 +224,11 @@ def _run_ours(spec: RunSpec) -> RunResult:
 
 
 def _multidiscrete_adapter(env_id: str, n_envs: int, seed: int, kwargs: dict[str, Any]) -> Any:
-    """``gumbel_ac.sb3.make_torch_vec_env``, plus ``MultiDiscrete`` actions.
-
-    ``TorchVecEnvAdapter.step_wait`` reshapes the actions to ``[n_envs]`` (Discrete only), so
-    PPO's ``[n_envs, heads]`` actions are packed into one mixed-radix int64 per row here and
-    unpacked by a thin proxy in front of the batched env (exact: ``8 ** 12 < 2 ** 63``).
-    """
-    import torch
-    from gymnasium import spaces
-
+    """``gumbel_ac.sb3.make_torch_vec_env``: PPO's ``[n_envs, heads]`` MultiDiscrete actions go
+    to the batched env one per head (the adapter reshapes to the action space's shape)."""
     from gumbel_ac.sb3 import make_torch_vec_env
 
-    adapter = make_torch_vec_env(env_id, n_envs, seed=seed, **kwargs)
-    space = adapter.action_space
-    if not isinstance(space, spaces.MultiDiscrete):
-        return adapter
-    nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
-    radix = np.cumprod([1, *nvec[:0:-1]])[::-1].astype(np.int64)  # place value of each head
-    inner = adapter.env
-    radix_t = torch.as_tensor(radix.copy(), dtype=torch.int64, device=adapter.device)
-    nvec_t = torch.as_tensor(nvec, dtype=torch.int64, device=adapter.device)
-
-    class _Unpack:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(inner, name)
-
-        def step(self, packed_N: Any) -> Any:
-            return inner.step((packed_N[:, None] // radix_t) % nvec_t)
-
-    original_async = adapter.step_async
-
-    def step_async(actions: np.ndarray) -> None:
-        a = np.asarray(actions, dtype=np.int64).reshape(n_envs, len(nvec))
-        original_async((a * radix).sum(axis=1))
-
-    adapter.env = _Unpack()  # type: ignore[assignment]
-    adapter.step_async = step_async  # type: ignore[method-assign]
-    return adapter
+    return make_torch_vec_env(env_id, n_envs, seed=seed, **kwargs)
 
 
 def ours_hidden_sizes(env_id: str) -> tuple[int, ...]:
