@@ -577,18 +577,23 @@ class _Run:
         self.state.train_seconds += now - self.tic
         self.tic = now
 
+    def _evaluate(self, episodes: int, *, seed: int) -> Any:
+        """Deterministic returns of the agent on the eval env (never compiled: evaluation
+        builds envs for a few episodes, a compile would cost more than it saves)."""
+        return evaluate(
+            self.learner.agent,
+            self.eval_env_id,
+            episodes=episodes,
+            seed=seed,
+            device=self.device,
+            env_kwargs=eval_env_kwargs(self.config.eval_env_kwargs()),
+        )
+
     def periodic_eval(self) -> None:
         """Evaluate the deterministic policy; the time it takes is not training time."""
         config, state = self.config, self.state
         self._pause_clock()
-        returns = evaluate(
-            self.learner.agent,
-            self.eval_env_id,
-            episodes=config.eval_episodes,
-            seed=config.seed + 1000,
-            device=self.device,
-            env_kwargs=eval_env_kwargs(config.eval_env_kwargs()),
-        )
+        returns = self._evaluate(config.eval_episodes, seed=config.seed + 1000)
         state.evals.append(
             EvalRecord(state.global_step, float(returns.mean()), float(returns.std()), state.train_seconds)
         )
@@ -671,14 +676,7 @@ class _Run:
                 f"{self.final_checkpoint}; continue with: {launcher} --resume {self.run_dir}"
             )
         elif config.final_eval_episodes > 0 and self.dist.is_main:
-            returns = evaluate(
-                self.learner.agent,
-                self.eval_env_id,
-                episodes=config.final_eval_episodes,
-                seed=config.seed + 2000,
-                device=self.device,
-                env_kwargs=eval_env_kwargs(config.eval_env_kwargs()),
-            )
+            returns = self._evaluate(config.final_eval_episodes, seed=config.seed + 2000)
             final_mean, final_std = float(returns.mean()), float(returns.std())
             state.evals.append(EvalRecord(state.global_step, final_mean, final_std, state.train_seconds))
             self.logger.log(
