@@ -119,6 +119,12 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def _need(cond: bool, msg: str) -> None:
+    """Raise :class:`ConfigError` with ``msg`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(msg)
+
+
 @dataclass
 class Config:
     """Off-policy Gumbel-Softmax actor-critic (SAC-style, discrete actions)."""
@@ -437,145 +443,135 @@ class Config:
             )
 
     def _check_values(self) -> None:
-        """Every check but the types, on a config whose "auto" sizes are resolved."""
-
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
+        """Every check but the types, on a config whose "auto" sizes are resolved: the run's
+        sizes, counts and folders here, the learning hyperparameters in
+        :meth:`_check_learning_values`."""
 
         self._check_env_kwargs()
         from gumbel_ac.presets import PRESETS
 
-        need(
+        _need(
             self.preset in ("auto", "none") or self.preset in PRESETS,
             f"preset must be 'auto', 'none' or one of {sorted(PRESETS)}, got {self.preset!r}",
         )
-        need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
+        _need(self.num_seeds >= 1, f"num_seeds must be >= 1, got {self.num_seeds}")
         # numpy seeds must fit in 32 bits; derived seeds add offsets (eval envs, ranks, seeds).
-        need(
+        _need(
             0 <= self.seed <= MAX_SEED,
             f"seed must be in [0, 2**31 - 1], got {self.seed}",
         )
         # Checked here, not when seed + k is trained: that used to fail after the first seeds.
-        need(
+        _need(
             self.seed + self.num_seeds - 1 <= MAX_SEED,
             f"seed + num_seeds - 1 = {self.seed + self.num_seeds - 1} is above 2**31 - 1 (the last seed's run "
             f"would be refused after the others trained); lower --seed to at most {MAX_SEED - self.num_seeds + 1} "
             "or --num-seeds",
         )
-        need(
+        _need(
             not (self.num_seeds > 1 and self.resume),
             "--resume continues one run folder; resume each seed's folder separately instead of --num-seeds",
         )
 
-        def cap(name: str, limit: int, shown: str) -> None:
-            value = getattr(self, name)
-            need(value <= limit, f"{name} must be at most {shown}, got {value}; lower --{name.replace('_', '-')}")
-
-        def finite(name: str) -> float:
-            value = getattr(self, name)
-            need(
-                isinstance(value, (int, float)) and math.isfinite(value),
-                f"{name} must be a finite number, got {value!r}",
-            )
-            return float(value)
-
-        need(isinstance(self.env, str) and bool(self.env), "env must be a non-empty env id")
+        _need(isinstance(self.env, str) and bool(self.env), "env must be a non-empty env id")
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "updates_per_step"):
-            need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+            _need(int(getattr(self, name)) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "log_every", "checkpoint_every"):
-            need(int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        cap("total_steps", MAX_TOTAL_STEPS, "2**62")
-        cap("num_envs", MAX_NUM_ENVS, "2**24")
-        need(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
-        need(
+            _need(int(getattr(self, name)) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        self._cap("total_steps", MAX_TOTAL_STEPS, "2**62")
+        self._cap("num_envs", MAX_NUM_ENVS, "2**24")
+        _need(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        _need(
             self.final_eval_episodes >= 0,
             f"final_eval_episodes must be >= 0, got {self.final_eval_episodes}",
         )
         # Checked at start: these only allocate at the first (or the final) evaluation.
-        cap("eval_episodes", MAX_EVAL_EPISODES, "100_000")
-        cap("final_eval_episodes", MAX_EVAL_EPISODES, "100_000")
-        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-        need(self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}")
-        cap("num_threads", MAX_NUM_THREADS, "1024")
-        need(0.0 <= finite("gamma") <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        self._cap("eval_episodes", MAX_EVAL_EPISODES, "100_000")
+        self._cap("final_eval_episodes", MAX_EVAL_EPISODES, "100_000")
+        _need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        _need(self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}")
+        self._cap("num_threads", MAX_NUM_THREADS, "1024")
+        self._check_learning_values()
+
+    def _check_learning_values(self) -> None:
+        """The learning hyperparameters: discount, rates, entropy, temperatures, estimator."""
+        _need(0.0 <= self._finite("gamma") <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         for name in ("actor_lr", "critic_lr", "alpha_lr"):
-            need(finite(name) > 0.0, f"{name} must be > 0 (a learning rate), got {getattr(self, name)}")
-            need(
+            _need(self._finite(name) > 0.0, f"{name} must be > 0 (a learning rate), got {getattr(self, name)}")
+            _need(
                 getattr(self, name) <= MAX_LR,
                 f"{name} must be at most {MAX_LR:g} (a larger Adam step diverges at once), got {getattr(self, name)}",
             )
-        need(
-            0.0 < finite("target_update_rate") <= 1.0,
+        _need(
+            0.0 < self._finite("target_update_rate") <= 1.0,
             f"target_update_rate must be in (0, 1], got {self.target_update_rate}",
         )
-        need(finite("alpha") >= 0.0, f"alpha must be >= 0, got {self.alpha}")
-        need(
+        _need(self._finite("alpha") >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        _need(
             not (self.autotune_alpha and self.alpha <= 0.0),
             "alpha must be > 0 when autotune_alpha is on (it is tuned in log space)",
         )
-        need(
-            0.0 <= finite("target_entropy_ratio") <= 1.0,
+        _need(
+            0.0 <= self._finite("target_entropy_ratio") <= 1.0,
             f"target_entropy_ratio must be in [0, 1], got {self.target_entropy_ratio}",
         )
-        need(
-            finite("gumbel_temperature") > 0.0,
+        _need(
+            self._finite("gumbel_temperature") > 0.0,
             f"gumbel_temperature must be > 0 (tau = 0 divides by zero), got {self.gumbel_temperature}",
         )
         if self.gumbel_temperature_final is not None:
-            need(
-                finite("gumbel_temperature_final") > 0.0,
+            _need(
+                self._finite("gumbel_temperature_final") > 0.0,
                 f"gumbel_temperature_final must be > 0, got {self.gumbel_temperature_final}",
             )
-        need(
+        _need(
             self.temperature_schedule in ("linear", "exponential"),
             f"temperature_schedule must be 'linear' or 'exponential', got {self.temperature_schedule!r}",
         )
-        need(
+        _need(
             self.lr_schedule in ("constant", "linear"),
             f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}",
         )
-        need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
-        need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
-        need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
-        need(
+        _need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
+        _need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")
+        _need(self.rao_samples >= 1, f"rao_samples must be >= 1, got {self.rao_samples}")
+        _need(
             1 <= self.max_enumerated_actions <= 65_536,
             f"max_enumerated_actions must be in [1, 65536], got {self.max_enumerated_actions}",
         )
-        need(
+        _need(
             1 <= self.target_action_samples <= 1_024,
             f"target_action_samples must be in [1, 1024], got {self.target_action_samples}",
         )
-        need(2 <= self.score_samples <= 1_024, f"score_samples must be in [2, 1024], got {self.score_samples}")
-        cap("rao_samples", MAX_RAO_SAMPLES, "10_000")
-        need(finite("dist_timeout_s") > 0.0, f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
-        need(
+        _need(2 <= self.score_samples <= 1_024, f"score_samples must be in [2, 1024], got {self.score_samples}")
+        self._cap("rao_samples", MAX_RAO_SAMPLES, "10_000")
+        _need(self._finite("dist_timeout_s") > 0.0, f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        _need(
             self.dist_timeout_s <= MAX_DIST_TIMEOUT_S,
             f"dist_timeout_s must be at most 1e9 seconds, got {self.dist_timeout_s}",
         )
-        need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
-        need(
+        _need(self.replay_save_cap >= 0, f"replay_save_cap must be >= 0, got {self.replay_save_cap}")
+        _need(
             self.resume is None or bool(self.resume),
             "resume must be a run folder (runs/<name>), not an empty string",
         )
-        need(
+        _need(
             not (self.overwrite and self.resume),
             "--overwrite starts a new run and --resume continues one: give only one of them",
         )
-        need(
+        _need(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             f"hidden_sizes must be one or more positive widths, got {self.hidden_sizes}",
         )
-        need(
+        _need(
             len(self.hidden_sizes) <= MAX_HIDDEN_LAYERS and max(self.hidden_sizes) <= MAX_HIDDEN_WIDTH,
             f"hidden_sizes must be at most {MAX_HIDDEN_LAYERS} layers of at most {MAX_HIDDEN_WIDTH} units, "
             f"got {len(self.hidden_sizes)} layer(s), widest {max(self.hidden_sizes)}; lower --hidden-sizes",
         )
-        need(
+        _need(
             self.device in ("auto", "cpu", "cuda"),
             f"device must be auto, cpu or cuda, got {self.device!r}",
         )
-        need(
+        _need(
             self.batch_size <= self.buffer_size,
             f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})",
         )
@@ -597,6 +593,20 @@ class Config:
                     check(self.estimator, tau=tau, rao_samples=self.rao_samples)
                 except ValueError as exc:
                     raise ConfigError(str(exc)) from None
+
+    def _cap(self, name: str, limit: int, shown: str) -> None:
+        """``name`` at most ``limit`` (``shown`` as the message writes it)."""
+        value = getattr(self, name)
+        _need(value <= limit, f"{name} must be at most {shown}, got {value}; lower --{name.replace('_', '-')}")
+
+    def _finite(self, name: str) -> float:
+        """``name``'s value, which must be a finite number."""
+        value = getattr(self, name)
+        _need(
+            isinstance(value, (int, float)) and math.isfinite(value),
+            f"{name} must be a finite number, got {value!r}",
+        )
+        return float(value)
 
     def _check_env_kwargs(self) -> None:
         """env_kwargs: a small JSON object whose keys the env takes and the factory does not set.
