@@ -1,14 +1,14 @@
-"""Resume state: what a checkpoint holds beyond the weights, and how it is put back.
+"""Resume state: the checkpoint's state tree, and how it is put back.
 
-Every piece of loop state -- Adam moments and step count, the act/update/replay
-``torch.Generator`` states and the global CPU RNG, the torch env's state tensors and
-generator, the current observation, the half-filled metrics window and the replay buffer's
-physical rows -- goes into ``training.safetensors`` plus the manifest's ``training`` object
-(:func:`collect_state`), and :func:`restore` puts it back before the loop starts, so on CPU
+Each component of a run owns its state (``state_dict`` / ``check_state_dict`` /
+``load_state_dict``): the :class:`~gumbel_ac.learner.Learner` (Adam, the non-finite guard;
+its weights are the checkpoint's model file), the :class:`~gumbel_ac.loop_state.LoopState`
+(counters, observation, the open log window, generators, evaluations), the replay buffer and
+the torch env. :func:`collect_state` flattens their states into ``training.safetensors``
+(tensors under ``/``-joined paths) and the manifest's ``training`` object (a JSON mirror of
+the tree); :func:`restore` finds the newest checkpoint whose every part passes its check and
+only then loads every part, so a bad checkpoint never leaves a run half-restored and, on CPU,
 a resumed run writes the same metrics and weights as one never stopped (docs/resume.md).
-
-Why a module of its own: this is the largest and least-read part of the trainer; the loop in
-:mod:`gumbel_ac.trainer` calls two functions from here and stays readable top to bottom.
 Nothing here runs in the rollout/update phases (it reads the device freely).
 """
 
