@@ -4,7 +4,7 @@
     model = GumbelAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=16)).learn(30_000)
 
 * :class:`GumbelAC` -- an SB3 ``OffPolicyAlgorithm`` whose ``train()`` calls the core's
-  :func:`gumbel_ac.losses.update` (same losses, estimators and optimizer as ``train.py``);
+  :meth:`gumbel_ac.learner.Learner.step` (the same update as ``train.py``);
   :class:`GumbelACPolicy` / ``"MlpPolicy"`` / ``"CnnPolicy"`` hold the core's agent.
 * :class:`TorchVecEnvAdapter`, :func:`make_torch_vec_env` -- our batched torch envs as an SB3
   ``VecEnv`` for any SB3 algorithm (a compatibility path that copies to numpy each step).
