@@ -247,11 +247,18 @@ class TorchVectorEnv(gym.vector.VectorEnv):
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         """Build the batched spaces and the step function; call at the end of ``__init__``."""
-        if not isinstance(self.single_action_space, spaces.Discrete):
-            raise TypeError("TorchVectorEnv supports Discrete action spaces only.")
+        space = self.single_action_space
+        if isinstance(space, spaces.Discrete):
+            self._num_actions: int | torch.Tensor = int(space.n)
+        elif isinstance(space, spaces.MultiDiscrete) and np.asarray(space.nvec).ndim == 1:
+            # One action per head: actions are [N, H], each head bounded by its own nvec entry.
+            self._num_actions = torch.as_tensor(np.asarray(space.nvec), dtype=torch.int64, device=self.device)
+        else:
+            raise TypeError("TorchVectorEnv supports Discrete and 1-D MultiDiscrete action spaces only.")
+        #: The shape ``step`` takes: ``[N]``, or ``[N, H]`` for ``H`` heads.
+        self._action_shape = (self.num_envs, *(space.shape or ()))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._num_actions = int(self.single_action_space.n)
+        self.action_space = batch_space(space, self.num_envs)
         self._on_seed(self._generator)
         if self._compile_requested:
             self._enable_compile()
@@ -510,19 +517,22 @@ class TorchVectorEnv(gym.vector.VectorEnv):
 
     # ------------------------------------------------------------------ validation
     def _check_actions(self, actions: ActionsLike) -> torch.Tensor:
-        """Return ``actions`` as an int64 tensor ``[N]`` on ``device``, or raise a clear error."""
+        """Return ``actions`` as an int64 tensor ``[N]`` (``[N, H]`` for a MultiDiscrete space)
+        on ``device``, or raise a clear error."""
+        shape = self._action_shape
         if not isinstance(actions, torch.Tensor):
             arr = np.asarray(actions)
             if not (np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(
                     f"actions must be integer action indices, got a {type(actions).__name__} of "
-                    f"dtype {arr.dtype}; pass e.g. a torch.int64 tensor of shape ({self.num_envs},)."
+                    f"dtype {arr.dtype}; pass e.g. a torch.int64 tensor of shape {shape}."
                 )
             actions = torch.as_tensor(arr, dtype=torch.int64, device=self.device)
-        if actions.shape != (self.num_envs,):
+        if tuple(actions.shape) != shape:
+            per = "one action index per sub-env" if len(shape) == 1 else "one action per head per sub-env"
             raise ValueError(
-                f"actions must have shape ({self.num_envs},) -- one action index per sub-env -- "
-                f"got {tuple(actions.shape)}; if you hold one-hot actions use actions.argmax(-1)."
+                f"actions must have shape {shape} -- {per} -- got {tuple(actions.shape)}; if you hold "
+                "one-hot actions use actions.argmax(-1)."
             )
         if actions.dtype != torch.int64:
             if actions.dtype == torch.bool or actions.is_floating_point() or actions.is_complex():
@@ -540,9 +550,14 @@ class TorchVectorEnv(gym.vector.VectorEnv):
             # One host read per step: off on the trainer's fast path (validate_actions=False).
             bad = (actions < 0) | (actions >= self._num_actions)
             if bool(bad.any()):
+                if isinstance(self._num_actions, int):
+                    valid = f"0..{self._num_actions - 1}"
+                else:
+                    nvec = self._num_actions.tolist()
+                    valid = f"0..{nvec[0] - 1} for every head" if len(set(nvec)) == 1 else f"0..n-1, n = {nvec}"
                 raise ValueError(
                     f"actions out of range: {actions[bad][:8].tolist()} (sub-envs "
-                    f"{bad.nonzero().flatten()[:8].tolist()}); valid actions are 0..{self._num_actions - 1}. "
+                    f"{bad.nonzero()[:, 0][:8].tolist()}); valid actions are {valid}. "
                     "Pass validate_actions=False to skip this check (it costs a host sync)."
                 )
         return actions

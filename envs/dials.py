@@ -56,9 +56,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 
-from .base import _M32, ActionsLike, State, TorchVectorEnv, _hash32
+from .base import _M32, State, TorchVectorEnv, _hash32
 
 REWARDS = ("count", "pairs")
 
@@ -110,8 +109,7 @@ class DialsEnv(TorchVectorEnv):
         "render_modes": [],
         "render_fps": 4,
     }
-    # The base class declares Discrete (it supports only that); this env overrides the two
-    # places that depend on it (`_setup` and `_check_actions`).
+    # MultiDiscrete([choices] * heads): the base class takes [N, H] actions for it.
     single_action_space: spaces.MultiDiscrete  # type: ignore[assignment]
     reset_noise_dim: ClassVar[int] = 2  # the episode's 32-bit stream key
 
@@ -157,16 +155,6 @@ class DialsEnv(TorchVectorEnv):
         self.single_action_space = spaces.MultiDiscrete([self.choices] * self.heads)
         self._setup()
 
-    def _setup(self) -> None:
-        # The base `_setup` accepts only Discrete; give it one head's space (so `_num_actions`
-        # is the per-head bound that the value check in `_check_actions` uses), then put the
-        # MultiDiscrete spaces back.
-        multi = self.single_action_space
-        self.single_action_space = spaces.Discrete(self.choices)  # type: ignore[assignment]
-        super()._setup()
-        self.single_action_space = multi
-        self.action_space = batch_space(multi, self.num_envs)
-
     # ------------------------------------------------------------------ hooks
     def _codes(self, key: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The code of step ``t`` of the streams ``key``: int64 ``[..., H]``."""
@@ -193,38 +181,3 @@ class DialsEnv(TorchVectorEnv):
         return onehot.to(torch.float32).flatten(-2)
 
     # ------------------------------------------------------------------ validation
-    def _check_actions(self, actions: ActionsLike) -> torch.Tensor:
-        """Return ``actions`` as an int64 tensor ``[N, H]`` on ``device``, or raise a clear error.
-
-        The base class's checks (which expect ``[N]``) for one value per head.
-        """
-        shape = (self.num_envs, self.heads)
-        if not isinstance(actions, torch.Tensor):
-            arr = np.asarray(actions)
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise TypeError(
-                    f"actions must be integer dial positions, got a {type(actions).__name__} of dtype "
-                    f"{arr.dtype}; pass e.g. a torch.int64 tensor of shape {shape}."
-                )
-            actions = torch.as_tensor(arr, dtype=torch.int64, device=self.device)
-        if actions.shape != shape:
-            raise ValueError(
-                f"actions must have shape {shape} -- one position per head per sub-env -- got {tuple(actions.shape)}."
-            )
-        if actions.dtype == torch.bool or actions.is_floating_point() or actions.is_complex():
-            raise TypeError(f"actions must be an integer tensor (torch.int64), got dtype {actions.dtype}.")
-        actions = actions.to(torch.int64)
-        if actions.device != self.device:
-            raise ValueError(
-                f"actions are on device {actions.device} but the env is on {self.device}; "
-                f"move them with actions.to(env.device)."
-            )
-        if self.validate_actions:
-            # One host read per step, as in the base class (off on the trainer's fast path).
-            bad = (actions < 0) | (actions >= self.choices)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"actions out of range: {actions[bad][:8].tolist()}; valid positions are "
-                    f"0..{self.choices - 1}. Pass validate_actions=False to skip this check."
-                )
-        return actions

@@ -234,7 +234,7 @@ def test_dials_bad_arguments_and_actions() -> None:
         env.step(torch.zeros(2, dtype=torch.int64))
     with pytest.raises(TypeError, match="integer tensor"):
         env.step(torch.zeros(2, 3))
-    with pytest.raises(TypeError, match="integer dial positions"):
+    with pytest.raises(TypeError, match="integer action indices"):
         env.step(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"out of range: \[4, -1\].*0..3"):
         env.step(torch.tensor([[0, 4, 1], [-1, 0, 0]]))
