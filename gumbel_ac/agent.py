@@ -101,6 +101,30 @@ class Agent(nn.Module):
         perturbed = logits + sample_gumbel(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
         return self.spec.mode(perturbed)
 
+    @torch.no_grad()
+    def explore(
+        self,
+        obs_BD: torch.Tensor,
+        how: str,
+        *,
+        epsilon: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Behaviour actions ``[B, H]`` by acting mode: ``"sample"`` (``a ~ pi``), ``"mode"``
+        (``argmax pi``) or ``"epsilon"`` (the mode, but with probability ``epsilon`` per row a
+        uniformly random joint action; decided on the device, no host sync)."""
+        if how == "sample":
+            return self.act(obs_BD, generator=generator)
+        mode_BH = self.act(obs_BD, deterministic=True)
+        if how == "mode":
+            return mode_BH
+        if how != "epsilon":
+            raise ValueError(f"acting mode must be 'sample', 'mode' or 'epsilon', got {how!r}")
+        batch = obs_BD.shape[0]
+        random_BH = self.random_actions(batch, generator, obs_BD.device)
+        coin_B = torch.rand(batch, generator=generator, device=obs_BD.device) < epsilon
+        return torch.where(coin_B.unsqueeze(-1), random_BH, mode_BH)
+
     def random_actions(self, batch: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         """Uniformly random integer actions ``[B, H]`` (the warm-up phase)."""
         cols = [torch.randint(0, n, (batch,), generator=generator, device=device) for n in self.spec.nvec]

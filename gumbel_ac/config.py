@@ -191,6 +191,13 @@ class Config:
     """Replay buffer capacity in transitions. 0 = auto: max(100_000, 64 * num_envs)."""
     learning_starts: int = 1_000
     """Env steps of uniformly random actions before updates start."""
+    act: Literal["sample", "mode", "epsilon"] = "sample"
+    """How the behaviour policy acts after warm-up: ``sample`` draws ``a ~ pi(.|s)`` (Gumbel-max),
+    ``mode`` takes ``argmax pi`` (no acting noise), ``epsilon`` takes the mode but a uniformly
+    random joint action with probability act_epsilon (DQN's exploration, as a control). It
+    separates noise in acting from noise in the actor's gradient (``python -m gumbel_ac.study``)."""
+    act_epsilon: float = 0.1
+    """Probability of a uniformly random action when act is "epsilon"; in [0, 1]."""
     updates_per_step: int = 1
     """Gradient steps per vector step (one step of all num_envs envs). The replay ratio is
     updates_per_step * batch_size / num_envs: replayed samples per collected transition."""
@@ -530,6 +537,14 @@ class Config:
         _need(
             self.lr_schedule in ("constant", "linear"),
             f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}",
+        )
+        _need(
+            self.act in ("sample", "mode", "epsilon"),
+            f"act must be 'sample', 'mode' or 'epsilon', got {self.act!r}",
+        )
+        _need(
+            0.0 <= self._finite("act_epsilon") <= 1.0,
+            f"act_epsilon must be in [0, 1], got {self.act_epsilon}",
         )
         _need(self.temperature_anneal_steps >= 1, "temperature_anneal_steps must be >= 1")
         _need(self.max_nonfinite_updates >= 1, "max_nonfinite_updates must be >= 1")

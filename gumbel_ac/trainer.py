@@ -477,7 +477,7 @@ class _Run:
         if state.global_step <= config.learning_starts:
             action = agent.random_actions(config.num_envs, state.generators["act"], self.device)
         else:
-            action = agent.act(state.obs, generator=state.generators["act"])
+            action = agent.explore(state.obs, config.act, epsilon=config.act_epsilon, generator=state.generators["act"])
         step = self.env.step(action)
         dropped = self.buffer.add(state.obs, action, step.reward, step.next_obs, step.terminated, step.valid)
         state.obs = step.obs

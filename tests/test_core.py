@@ -357,3 +357,49 @@ def test_env_adapters_name_the_action_spec_without_shadowing_gymnasiums_spec() -
         assert not hasattr(env, "spec")  # Gymnasium's EnvSpec name is not reused for ours
     finally:
         env.close()
+
+
+def test_acting_modes_sample_mode_and_epsilon() -> None:
+    """``mode`` is the argmax; ``epsilon`` is the mode except on a fraction ~epsilon of rows,
+    where it is the uniform draw ``random_actions`` makes from the same generator state."""
+    torch.manual_seed(0)
+    agent = Agent(3, ActionSpec.from_space(gym.spaces.Discrete(5)), (16,))
+    obs = torch.randn(20_000, 3)
+    mode = agent.act(obs, deterministic=True)
+    assert torch.equal(agent.explore(obs, "mode"), mode)
+    assert torch.equal(agent.explore(obs, "epsilon", epsilon=0.0, generator=torch.Generator().manual_seed(1)), mode)
+    all_random = agent.explore(obs, "epsilon", epsilon=1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(all_random, agent.random_actions(20_000, torch.Generator().manual_seed(1), obs.device))
+    eps = agent.explore(obs, "epsilon", epsilon=0.3, generator=torch.Generator().manual_seed(2))
+    # A random row differs from the mode with probability 4/5: expected 0.3 * 0.8 = 0.24 of rows
+    # (binomial sd over 20k rows ~0.003; 5 sd bounds).
+    assert abs((eps != mode).any(-1).float().mean().item() - 0.24) < 0.015
+    sampled = agent.explore(obs, "sample", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sampled, agent.act(obs, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="acting mode"):
+        agent.explore(obs, "greedy")
+
+
+@pytest.mark.parametrize("act", ["mode", "epsilon"])
+def test_train_with_acting_mode(tmp_path: Path, act: str) -> None:
+    cfg = Config(
+        total_steps=600,
+        learning_starts=200,
+        eval_every=600,
+        final_eval_episodes=1,
+        eval_episodes=1,
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name=act,
+        act=act,  # type: ignore[arg-type]
+        act_epsilon=0.2,
+    )
+    assert np.isfinite(train(cfg).final_mean)
+    assert json.loads((tmp_path / act / "config.json").read_text())["act"] == act
+
+
+def test_acting_mode_values_are_checked() -> None:
+    with pytest.raises(ConfigError, match="act must be"):
+        Config(act="greedy").validate()  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="act_epsilon must be in"):
+        Config(act_epsilon=1.5).validate()
