@@ -22,13 +22,21 @@ Maths and sources: docs/DESIGN.md §3.
 - softmax-st: straight-through with no noise: ``onehot(argmax l)`` forward,
   ``softmax(l / tau)`` backward (Bengio, Leonard, Courville 2013 style ST, deterministic).
 - score: Williams 1992 with the control variate ``V(s) = sum_a pi(a|s) f(a)``.
+- st-sampled-nonoise / st-mode-noisy: the two off-diagonal cells of the 2x2 that gumbel-st
+  (sampled action, noisy backward) and softmax-st (mode, noise-free backward) span: *where f is
+  evaluated* x *which softmax the gradient flows through*, to separate the two roles the
+  Gumbel noise plays in gumbel-st (``python -m gumbel_ac.study``).
+- score-sampled: score with the sampled leave-one-out baseline of Kool, van Hoof, Welling 2019
+  ("Buy 4 REINFORCE samples, get a baseline for free!") even when the actions are enumerable,
+  i.e. REINFORCE as it is used where nothing can be summed over.
 - exact: ``sum_a pi(a|s) f(a)`` (Christodoulou 2019, discrete SAC) -- zero variance.
 - gumbel-rao: Paulus, Maddison, Krause 2020 (arXiv:2010.04838), Rao-Blackwellized ST-GS.
 - reinmax: Liu et al. 2023 (NeurIPS, arXiv:2304.08612), Algorithm 2.
 - gst: Fan et al. 2022 (ICML, arXiv:2206.07235), gapped straight-through.
 
-Options: ``gumbel-rao`` takes ``rao_samples``, ``gst`` takes ``gap`` and ``score`` takes
-``score_samples`` (its sampled baseline's draws, used above the enumeration limit); pass them through
+Options: ``gumbel-rao`` takes ``rao_samples``, ``gst`` takes ``gap``, ``score`` takes
+``score_samples`` (its sampled baseline's draws, used above the enumeration limit) and
+``score-sampled`` takes ``score_samples`` too (its draws, always); pass them through
 ``get_estimator(name, **options)``, which validates them (``validate_estimator_options``) and
 returns a ``functools.partial`` with the shared signature.
 
@@ -213,6 +221,67 @@ def softmax_st(
     return EstimatorOutput(objective.at(_concat(parts)), torch.stack(idx, dim=-1))
 
 
+def st_sampled_nonoise(
+    logits_BK: torch.Tensor,
+    objective: Objective,
+    spec: ActionSpec,
+    *,
+    tau: Tau,
+    generator: torch.Generator | None = None,
+) -> EstimatorOutput:
+    """Straight-through at the Gumbel-max SAMPLE, backward through the noise-free softmax.
+
+    ``a = argmax(l + G)`` (an exact ``Categorical(softmax(l))`` sample, Gumbel-max), then
+
+        surrogate = f(D + s - sg(s)),   D = onehot(a),   s = softmax(l / tau),
+
+    so the value is ``f(a)`` and the gradient ``J(s)^T df/dD (a) / tau`` with
+    ``J(s) = diag(s) - s s^T``. The noise chooses where ``f``'s slope is read (as in
+    gumbel-st) but does not enter the Jacobian (as in softmax-st): the off-diagonal cell of
+    the 2x2 whose other cells are gumbel-st (sample, ``softmax((l+G)/tau)``) and softmax-st
+    (mode, ``softmax(l/tau)``). For a linear ``f`` the gradient does not depend on the sample
+    and equals softmax-st's. ``index_BH`` is the sample.
+    """
+    _check_tau(tau)
+    _, index = _gumbel_perturb(logits_BK, spec, generator)
+    compute = _compute_dtype(logits_BK)
+    parts = []
+    for h, lg in enumerate(spec.split(compute)):
+        s = relaxed_softmax(lg, tau)
+        parts.append(_straight_through(F.one_hot(index[:, h], spec.nvec[h]).to(s.dtype), s))
+    return EstimatorOutput(objective.at(_concat(parts)), index)
+
+
+def st_mode_noisy(
+    logits_BK: torch.Tensor,
+    objective: Objective,
+    spec: ActionSpec,
+    *,
+    tau: Tau,
+    generator: torch.Generator | None = None,
+) -> EstimatorOutput:
+    """Straight-through at the MODE, backward through the noisy (Gumbel-perturbed) softmax.
+
+        surrogate = f(M + y - sg(y)),   M = onehot(argmax l),   y = softmax((l + G) / tau),
+
+    with ``G`` standard Gumbel noise: the value is ``f`` at the mode (deterministic, as
+    softmax-st) and the gradient ``J(y)^T df/dM (mode) / tau`` is random through ``G`` (as
+    gumbel-st's). The noise only perturbs the Jacobian, never the action ``f`` sees: the
+    other off-diagonal cell of the 2x2 (see :func:`st_sampled_nonoise`). ``index_BH`` is the
+    mode (the action ``f`` saw); the noise comes from ``_gumbel_perturb`` like every sampling
+    estimator's, so one seed gives the same ``G`` as gumbel-st.
+    """
+    _check_tau(tau)
+    perturbed, _ = _gumbel_perturb(logits_BK, spec, generator)
+    parts, idx = [], []
+    for h, (lg, z) in enumerate(zip(spec.split(logits_BK), perturbed, strict=True)):
+        i = lg.detach().argmax(-1)
+        y = relaxed_softmax(z, tau)
+        parts.append(_straight_through(F.one_hot(i, spec.nvec[h]).to(y.dtype), y))
+        idx.append(i)
+    return EstimatorOutput(objective.at(_concat(parts)), torch.stack(idx, dim=-1))
+
+
 def score(
     logits_BK: torch.Tensor,
     objective: Objective,
@@ -240,6 +309,38 @@ def score(
         baseline = (spec.joint_log_probs(logits_BK).exp() * objective.all()).sum(-1)
         advantage = value - baseline
     return EstimatorOutput(value + (logp - logp.detach()) * advantage, index)
+
+
+def score_sampled(
+    logits_BK: torch.Tensor,
+    objective: Objective,
+    spec: ActionSpec,
+    *,
+    tau: Tau,
+    generator: torch.Generator | None = None,
+    score_samples: int = DEFAULT_SCORE_SAMPLES,
+) -> EstimatorOutput:
+    """Score function with ``S = score_samples`` draws and the leave-one-out baseline, always.
+
+    ``score`` subtracts the exact baseline ``V = sum_a pi(a) f(a)`` whenever the actions can
+    be enumerated, which needs ``f`` at *every* action: that makes REINFORCE stronger than it
+    is anywhere the action set cannot be summed over. This estimator uses only sampled
+    actions (Kool, van Hoof, Welling 2019):
+
+        surrogate = (1/S) sum_k [f(a_k) + (log pi(a_k) - sg(log pi(a_k))) * sg(f(a_k) - b_k)],
+        b_k = (1/(S-1)) sum_{j != k} f(a_j),   a_1..a_S ~ pi i.i.d. (Gumbel-max),
+
+    unbiased (``b_k`` does not depend on ``a_k``), ``S`` evaluations of ``f``. Its value is the
+    mean of the ``S`` evaluations; ``index_BH`` is the first draw ``a_1``, the same action
+    every other sampling estimator returns under the same seed. ``tau`` is unused (validated,
+    as for ``score``).
+    """
+    _check_tau(tau)
+    validate_estimator_options("score-sampled", score_samples=score_samples)
+    _, index = _gumbel_perturb(logits_BK, spec, generator)
+    value = objective.at(spec.onehot(index, dtype=logits_BK.dtype))
+    logp = spec.log_prob(logits_BK, index)
+    return _score_leave_one_out(logits_BK, objective, spec, index, value, logp, score_samples, generator)
 
 
 def _score_leave_one_out(
@@ -483,7 +584,10 @@ ESTIMATORS: dict[str, EstimatorFn] = {
     "gumbel-st": gumbel_st,
     "gumbel-soft": gumbel_soft,
     "softmax-st": softmax_st,
+    "st-sampled-nonoise": st_sampled_nonoise,
+    "st-mode-noisy": st_mode_noisy,
     "score": score,
+    "score-sampled": score_sampled,
     "exact": exact,
     "gumbel-rao": gumbel_rao,
     "reinmax": reinmax,
@@ -495,6 +599,7 @@ ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
     "gumbel-rao": ("rao_samples",),
     "gst": ("gap",),
     "score": ("score_samples",),
+    "score-sampled": ("score_samples",),
 }
 _ALL_OPTIONS = frozenset(o for opts in ESTIMATOR_OPTIONS.values() for o in opts)
 
@@ -544,7 +649,10 @@ def validate_estimator_options(name: str, tau: Tau | None = None, **options: Any
     if options.get("score_samples") is not None:
         samples = options["score_samples"]
         if isinstance(samples, bool) or not isinstance(samples, Integral) or int(samples) < 2:
-            raise ValueError(f"score needs score_samples = an integer >= 2 (draws for its baseline), got {samples!r}.")
+            raise ValueError(
+                f"score and score-sampled need score_samples = an integer >= 2 (draws for the leave-one-out "
+                f"baseline), got {samples!r}."
+            )
     if options.get("gap") is not None:
         _check_gap(options["gap"])
     if tau is None or isinstance(tau, torch.Tensor):

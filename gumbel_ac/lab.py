@@ -46,7 +46,7 @@ DEFAULT_TAUS: tuple[float, ...] = tuple(
 )
 DEFAULT_RAO_SAMPLES: tuple[int, ...] = (1, 10, 100)
 #: Estimators without a temperature: measured once per problem.
-TAU_FREE = frozenset({"score", "exact"})
+TAU_FREE = frozenset({"score", "score-sampled", "exact"})
 #: Largest number of rows x conditional draws per estimator call (bounds memory).
 MAX_ROWS = 1 << 21
 

@@ -31,9 +31,13 @@ torch.set_num_threads(1)
 ALL = sorted(ESTIMATORS)
 #: Estimators whose action into f is a hard one-hot (straight-through or score).
 HARD = [n for n in ALL if n not in ("gumbel-soft", "exact")]
-STRAIGHT_THROUGH = ["gumbel-st", "softmax-st", "gumbel-rao", "reinmax", "gst"]
-#: Estimators whose action is a Categorical(pi) sample (all but softmax-st's mode).
-SAMPLING = [n for n in ALL if n != "softmax-st"]
+STRAIGHT_THROUGH = ["gumbel-st", "softmax-st", "st-sampled-nonoise", "st-mode-noisy", "gumbel-rao", "reinmax", "gst"]
+#: Estimators whose action is the mode argmax(l), not a sample.
+MODE = ["softmax-st", "st-mode-noisy"]
+#: Estimators whose action is a Categorical(pi) sample.
+SAMPLING = [n for n in ALL if n not in MODE]
+#: Estimators whose surrogate's value averages f over several draws (the first is index_BH).
+MULTI_DRAW = ["score-sampled"]
 
 
 def tau_for(name: str) -> float:
@@ -89,9 +93,15 @@ def test_forward_is_exactly_one_hot(name: str, nvec: tuple[int, ...]) -> None:
     action = obj.actions[0]
     assert out.index_BH.shape == (64, spec.num_heads) and out.index_BH.dtype == torch.int64
     assert torch.equal(action, spec.onehot(out.index_BH, dtype=action.dtype))  # bit-exact ==
-    assert ((action == 0) | (action == 1)).all()
-    # the surrogate's value is f at the hard action, exactly
-    assert torch.equal(out.surrogate_B.detach(), obj.inner.at(spec.onehot(out.index_BH)))
+    for a in obj.actions:
+        assert ((a == 0) | (a == 1)).all() and torch.equal(a.sum(-1), torch.full((64,), float(spec.num_heads)))
+    if name in MULTI_DRAW:  # the value is the mean of f over the draws, the first being index_BH
+        assert len(obj.actions) > 1
+        expected = torch.stack([obj.inner.at(a.detach()) for a in obj.actions]).mean(0)
+        torch.testing.assert_close(out.surrogate_B.detach(), expected)
+    else:  # the surrogate's value is f at the hard action, exactly
+        assert len(obj.actions) == 1
+        assert torch.equal(out.surrogate_B.detach(), obj.inner.at(spec.onehot(out.index_BH)))
 
 
 def test_gumbel_st_backward_is_relaxed_sample_gradient() -> None:
@@ -114,12 +124,14 @@ def test_sampling_estimators_share_the_sample_under_one_seed() -> None:
     indices = [run(n, logits, spec, obj, seed=11).index_BH for n in SAMPLING]
     for idx in indices[1:]:
         assert torch.equal(idx, indices[0])
-    # softmax-st picks the mode but advances the generator by the same amount
-    gen = torch.Generator().manual_seed(11)
-    get_estimator("softmax-st")(logits, obj, spec, tau=1.0, generator=gen)
-    gen2 = torch.Generator().manual_seed(11)
-    get_estimator("gumbel-st")(logits, obj, spec, tau=1.0, generator=gen2)
-    assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=gen2))
+    # the mode estimators pick the mode but advance the generator by the same amount
+    for mode in MODE:
+        assert torch.equal(run(mode, logits, spec, obj, seed=11).index_BH, spec.mode(logits))
+        gen = torch.Generator().manual_seed(11)
+        get_estimator(mode)(logits, obj, spec, tau=1.0, generator=gen)
+        gen2 = torch.Generator().manual_seed(11)
+        get_estimator("gumbel-st")(logits, obj, spec, tau=1.0, generator=gen2)
+        assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=gen2))
 
 
 def _chi_square_critical(df: int, z: float = 3.09) -> float:
@@ -420,3 +432,171 @@ def test_gst_estimator_gradient_is_softmax_of_gapped_logits() -> None:
     s = torch.softmax(gapped_logits(logits.detach(), out.index_BH[:, 0], 1.0) / 0.8, -1)
     assert (s.argmax(-1) == out.index_BH[:, 0]).all()  # the sample is the surrogate's argmax
     torch.testing.assert_close(grad_of(out, logits), softmax_jacobian_times(s, obj.w_BK) / 0.8)
+
+
+# ----------------------------------------------------------------------------- the 2x2 and score-sampled
+
+
+def quadratic(spec: ActionSpec, batch: int, seed: int = 0) -> QuadraticObjective:
+    """``f(a) = <w, a> + a^T A a``: ``df/da = w + (A + A^T) a`` depends on the action."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(batch, spec.num_logits, generator=gen)
+    return QuadraticObjective(w, torch.randn(spec.num_logits, spec.num_logits, generator=gen), spec)
+
+
+def slope(obj: QuadraticObjective, action_BK: torch.Tensor) -> torch.Tensor:
+    """``df/da`` of the quadratic at ``action``."""
+    return obj.w_BK + action_BK @ (obj.a_KK + obj.a_KK.T)
+
+
+def test_st_sampled_nonoise_formula() -> None:
+    """Value f(a) at the Gumbel-max sample a; gradient J(softmax(l/tau)) df/da(a) / tau (no noise)."""
+    spec = ActionSpec((5,))
+    logits = torch.randn(64, 5, generator=torch.Generator().manual_seed(12)).requires_grad_()
+    obj = quadratic(spec, 64, seed=13)
+    out = run("st-sampled-nonoise", logits, spec, obj, tau=0.6, seed=4)
+    g = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(4))
+    index = (logits.detach() + g).argmax(-1)
+    assert torch.equal(out.index_BH[:, 0], index)  # the same sample as gumbel-st's under one seed
+    assert torch.equal(index, run("gumbel-st", logits, spec, obj, seed=4).index_BH[:, 0])
+    d = spec.onehot(out.index_BH)
+    torch.testing.assert_close(out.surrogate_B.detach(), obj.at(d))
+    s = torch.softmax(logits.detach() / 0.6, -1)
+    torch.testing.assert_close(grad_of(out, logits), softmax_jacobian_times(s, slope(obj, d)) / 0.6)
+    assert (index != logits.detach().argmax(-1)).any()  # the sample is not always the mode here
+
+
+def test_st_sampled_nonoise_equals_softmax_st_for_linear_f() -> None:
+    """With a linear f the slope is the same at every action: the sample cannot matter."""
+    spec = ActionSpec((3, 4))
+    logits = torch.randn(32, 7, generator=torch.Generator().manual_seed(5)).requires_grad_()
+    obj = linear(spec, 32, seed=5)
+    a = grad_of(run("st-sampled-nonoise", logits, spec, obj, tau=0.3, seed=1), logits)
+    b = grad_of(run("softmax-st", logits, spec, obj, tau=0.3, seed=2), logits)
+    torch.testing.assert_close(a, b)
+
+
+def test_st_mode_noisy_formula() -> None:
+    """Value f at the mode; gradient J(softmax((l+G)/tau)) df/da(mode) / tau with gumbel-st's G."""
+    spec = ActionSpec((6,))
+    logits = torch.randn(64, 6, generator=torch.Generator().manual_seed(14)).requires_grad_()
+    obj = quadratic(spec, 64, seed=15)
+    out = run("st-mode-noisy", logits, spec, obj, tau=0.4, seed=9)
+    mode = logits.detach().argmax(-1)
+    assert torch.equal(out.index_BH[:, 0], mode)
+    m = spec.onehot(out.index_BH)
+    torch.testing.assert_close(out.surrogate_B.detach(), obj.at(m))
+    g = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(9))
+    y = torch.softmax((logits.detach() + g) / 0.4, -1)
+    grad = grad_of(out, logits)
+    torch.testing.assert_close(grad, softmax_jacobian_times(y, slope(obj, m)) / 0.4)
+    # random through G: two seeds, two gradients (softmax-st's would be equal)
+    other = grad_of(run("st-mode-noisy", logits, spec, obj, tau=0.4, seed=10), logits)
+    assert not torch.allclose(other, grad)
+
+
+def test_the_two_by_two_cells_differ_in_one_factor_each() -> None:
+    """gumbel-st = (sample, noisy), st-sampled-nonoise = (sample, noise-free), st-mode-noisy =
+    (mode, noisy), softmax-st = (mode, noise-free): along a row the action f sees is the same,
+    along a column the softmax the gradient flows through is the same (checked on one seed)."""
+    spec = ActionSpec((5,))
+    logits = torch.randn(200, 5, generator=torch.Generator().manual_seed(16)).requires_grad_()
+    obj = quadratic(spec, 200, seed=17)
+    outs = {n: run(n, logits, spec, obj, tau=0.5, seed=3) for n in STRAIGHT_THROUGH[:4]}
+    assert torch.equal(outs["gumbel-st"].index_BH, outs["st-sampled-nonoise"].index_BH)
+    assert torch.equal(outs["softmax-st"].index_BH, outs["st-mode-noisy"].index_BH)
+    assert not torch.equal(outs["gumbel-st"].index_BH, outs["softmax-st"].index_BH)
+    g = sample_gumbel(logits.shape, generator=torch.Generator().manual_seed(3))
+    noisy = torch.softmax((logits.detach() + g) / 0.5, -1)
+    clean = torch.softmax(logits.detach() / 0.5, -1)
+    for name, soft in (
+        ("gumbel-st", noisy),
+        ("st-sampled-nonoise", clean),
+        ("st-mode-noisy", noisy),
+        ("softmax-st", clean),
+    ):
+        at = slope(obj, spec.onehot(outs[name].index_BH))
+        torch.testing.assert_close(grad_of(outs[name], logits), softmax_jacobian_times(soft, at) / 0.5)
+
+
+def test_st_sampled_nonoise_mean_gradient_is_the_pi_weighted_slope() -> None:
+    """E_a[J(s) df/da(a)] / tau with a ~ softmax(l): the mean over draws matches the enumerated sum."""
+    spec = ActionSpec((4,))
+    n = 20_000
+    base = torch.tensor([0.8, -0.4, 0.1, 0.3])
+    logits = base.expand(n, -1).clone().requires_grad_()
+    obj = quadratic(spec, 1, seed=18)
+    obj = QuadraticObjective(obj.w_BK.expand(n, -1), obj.a_KK, spec)
+    grads = grad_of(run("st-sampled-nonoise", logits, spec, obj, tau=0.7, seed=6), logits)
+    pi, s = torch.softmax(base, -1), torch.softmax(base / 0.7, -1)
+    eye = torch.eye(4)
+    expected = sum(pi[a] * softmax_jacobian_times(s, slope(obj, eye[a : a + 1])[0]) / 0.7 for a in range(4))
+    sem = grads.std(0) / math.sqrt(n)
+    assert ((grads.mean(0) - expected).abs() < 5 * sem + 1e-6).all(), (grads.mean(0), expected, sem)
+
+
+class NotEnumerable:
+    """An objective whose ``all()`` fails: what an estimator sees above the enumeration limit."""
+
+    def __init__(self, inner: QuadraticObjective | LinearObjective) -> None:
+        self.inner, self.calls = inner, 0
+
+    def at(self, action_BK: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner.at(action_BK)
+
+    def all(self) -> torch.Tensor:
+        raise AssertionError("score-sampled must not enumerate the actions")
+
+
+@pytest.mark.parametrize("samples", [2, 4, 7])
+def test_score_sampled_never_enumerates_and_evaluates_f_s_times(samples: int) -> None:
+    spec = ActionSpec((2, 3))
+    logits = torch.randn(16, 5, generator=torch.Generator().manual_seed(19)).requires_grad_()
+    obj = NotEnumerable(linear(spec, 16))
+    out = run("score-sampled", logits, spec, obj, seed=2, score_samples=samples)
+    assert obj.calls == samples
+    assert torch.equal(out.index_BH, run("gumbel-st", logits, spec, linear(spec, 16), seed=2).index_BH)
+    assert torch.isfinite(grad_of(out, logits)).all()
+
+
+def test_score_sampled_leave_one_out_formula_by_hand() -> None:
+    """Two draws: b_1 = f(a_2), b_2 = f(a_1), so the gradient is
+    (1/2) [grad log pi(a_1) (f(a_1) - f(a_2)) + grad log pi(a_2) (f(a_2) - f(a_1))]."""
+    spec = ActionSpec((4,))
+    logits = torch.randn(300, 4, generator=torch.Generator().manual_seed(20)).requires_grad_()
+    obj = Recording(linear(spec, 300, seed=21))
+    out = run("score-sampled", logits, spec, obj, seed=8, score_samples=2)
+    a1, a2 = (a.argmax(-1) for a in obj.actions)
+    f1, f2 = (obj.inner.at(a) for a in obj.actions)
+    pi = torch.softmax(logits.detach(), -1)
+    eye = torch.eye(4)
+    expected = 0.5 * ((eye[a1] - pi) * (f1 - f2)[:, None] + (eye[a2] - pi) * (f2 - f1)[:, None])
+    torch.testing.assert_close(grad_of(out, logits), expected)
+    assert (a1 != a2).any()
+
+
+@pytest.mark.parametrize("objective", ["linear", "quadratic"])
+def test_score_sampled_mean_gradient_matches_exact_within_noise(objective: str) -> None:
+    spec = ActionSpec((5,))
+    n = 20_000
+    base = torch.tensor([0.5, -0.2, 1.0, 0.0, -1.5])
+    logits = base.expand(n, -1).clone().requires_grad_()
+    if objective == "linear":
+        obj: LinearObjective | QuadraticObjective = linear(spec, n, seed=4)
+    else:
+        q = quadratic(spec, 1, seed=22)
+        obj = QuadraticObjective(q.w_BK.expand(n, -1), q.a_KK, spec)
+    grads = grad_of(run("score-sampled", logits, spec, obj, seed=5), logits)
+    exact_logits = base.expand(1, -1).clone().requires_grad_()
+    exact_obj = linear(spec, 1, seed=4) if objective == "linear" else QuadraticObjective(obj.w_BK[:1], obj.a_KK, spec)
+    exact = grad_of(run("exact", exact_logits, spec, exact_obj), exact_logits)[0]
+    sem = grads.std(0) / math.sqrt(n)
+    assert ((grads.mean(0) - exact).abs() < 5 * sem + 1e-7).all(), (grads.mean(0), exact, sem)
+
+
+def test_score_sampled_options() -> None:
+    assert get_estimator("score-sampled", score_samples=6).keywords == {"score_samples": 6}
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="score_samples"):
+            get_estimator("score-sampled", score_samples=bad)
