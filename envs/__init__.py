@@ -44,6 +44,9 @@ _MINATAR_SPECS: dict[str, tuple[str, int | None]] = {
     for game in ("Breakout", "Freeway", "Asterix", "SpaceInvaders")
     for v in (0, 1)
 }
+_MINATAR_SPECS.update(
+    {f"{NAMESPACE}/MinAtar-Seaquest-v{v}": ("gumbel_ac.envs.minatar_seaquest:SeaquestEnv", None) for v in (0, 1)}
+)
 
 ENV_IDS: list[str] = list(_SPECS)
 """Every id this package registers with a ``Discrete`` action space."""

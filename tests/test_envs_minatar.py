@@ -33,6 +33,7 @@ GAMES = {
     "freeway": "Freeway",
     "asterix": "Asterix",
     "space_invaders": "SpaceInvaders",
+    "seaquest": "Seaquest",
 }
 
 
@@ -99,6 +100,26 @@ def _ref_obs(refs: list[Environment]) -> np.ndarray:
 Policy = Callable[[int, torch.Tensor, np.random.Generator], torch.Tensor]
 
 
+class Probe:
+    """Counts events of a game from the reference envs' internals around each step."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.pre: list[Any] = []
+
+    def add(self, key: str, k: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + k
+
+    def most(self, key: str, v: int) -> None:
+        self.counts[key] = max(self.counts.get(key, v), v)
+
+    def before(self, refs: list[Environment]) -> None:
+        raise NotImplementedError
+
+    def after(self, refs: list[Environment], dones: np.ndarray) -> None:
+        raise NotImplementedError
+
+
 def _random_policy(t: int, obs: torch.Tensor, rng: np.random.Generator, n_actions: int) -> torch.Tensor:
     return torch.as_tensor(rng.integers(0, n_actions, size=obs.shape[0]))
 
@@ -113,8 +134,13 @@ def run_side_by_side(
     seed: int = 0,
     policy: Callable[[int, torch.Tensor, np.random.Generator, int], torch.Tensor] = _random_policy,
     setup: Callable[[MinAtarEnv, list[Environment]], None] | None = None,
+    probe: Probe | None = None,
 ) -> dict[str, int]:
-    """Step ours and ``n`` reference envs together; assert equality; return a few counts."""
+    """Step ours and ``n`` reference envs together; assert equality; return a few counts.
+
+    ``probe`` watches the reference envs around every step (``before``/``after``, the latter
+    before the ended ones reset) and adds its event counts to the result.
+    """
     env_id = f"MinAtar-{GAMES[game]}-v{1 if minimal else 0}"
     env = make(
         env_id, n, seed=seed, reset_block=1, noise="generator", sticky_action_prob=sticky, difficulty_ramping=ramping
@@ -151,6 +177,8 @@ def run_side_by_side(
         obs, r, term, trunc, info = env.step(actions)
         resets = recorded.get("reset", np.zeros((1, n, 0), dtype=np.int64)).reshape(n, -1)
         rewards, dones = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
+        if probe is not None:
+            probe.before(refs)
         for i, (ref, fake) in enumerate(zip(refs, fakes, strict=True)):
             fake.begin(step_row=recorded["step"][i], reset_row=resets[i])
             rewards[i], dones[i] = ref.act(int(action_set[int(actions[i])]))
@@ -160,6 +188,8 @@ def run_side_by_side(
         np.testing.assert_array_equal(r.numpy(), rewards, err_msg=where)
         np.testing.assert_array_equal(term.numpy(), dones, err_msg=where)
         assert not trunc.any()
+        if probe is not None:
+            probe.after(refs, dones)
         for i in np.flatnonzero(dones):
             refs[i].reset()
         np.testing.assert_array_equal(obs.numpy(), _ref_obs(refs), err_msg=where)
@@ -168,6 +198,8 @@ def run_side_by_side(
         counts["reward"] += int((rewards != 0).sum())
         counts["done"] += int(dones.sum())
         counts["sticky"] += int((recorded["step"][:, 0] < (sticky * (1 << 24))).sum())
+    if probe is not None:
+        counts.update(probe.counts)
     return counts
 
 
@@ -191,7 +223,7 @@ def test_breakout_scripted_long_episodes() -> None:
     assert counts["reward"] > 150
 
 
-@pytest.mark.parametrize("game", ["freeway", "asterix", "space_invaders"])
+@pytest.mark.parametrize("game", ["freeway", "asterix", "space_invaders", "seaquest"])
 @pytest.mark.parametrize("minimal", [True, False], ids=["v1", "v0"])
 def test_random_policy_matches_reference(game: str, minimal: bool) -> None:
     counts = run_side_by_side(game, steps=300 if minimal else 150, n=12, minimal=minimal, seed=1)
@@ -288,6 +320,146 @@ def test_space_invaders_waves_and_ramping() -> None:
         "space_invaders", steps=800, n=6, setup=_space_invaders_sparse, policy=_space_invaders_hunter, seed=5
     )
     assert counts["reward"] > 100 and counts["done"] > 3
+
+
+class SeaquestProbe(Probe):
+    """Seaquest's branches, read off ``minatar/environments/seaquest.py``'s ``Env`` attributes."""
+
+    def before(self, refs: list[Environment]) -> None:
+        self.pre = [
+            (e.diver_count, e.oxygen, e.surface, [list(b) for b in e.e_bullets])
+            for e in (r.env for r in refs)  # type: ignore[attr-defined]
+        ]
+
+    def after(self, refs: list[Environment], dones: np.ndarray) -> None:
+        for (dc, oxygen, surface, _), ref, done in zip(self.pre, refs, dones, strict=True):
+            e: Any = ref.env
+            player = [e.sub_x, e.sub_y]
+            surfaced = not surface and e.surface
+            self.add("surface_6_divers", int(surfaced and dc == 6))
+            self.add("surface_some_divers", int(surfaced and 0 < dc < 6))
+            self.add("surface_negative_divers", int(surfaced and dc < 0))
+            self.add("surface_no_divers_ends", int(done and not surface and e.sub_y == 0 and e.diver_count == 0))
+            self.add("oxygen_out", int(done and oxygen <= 0))
+            self.add("pickups", max(0, e.diver_count - dc) if not surfaced else 0)
+            hit_e = any(b[0:2] == player or [b[0] - (1 if b[2] else -1), b[1]] == player for b in e.e_bullets)
+            self.add("enemy_bullet_hits", int(done and hit_e))
+            self.add("enemy_hits", int(done and any(z[0:2] == player for z in e.e_fish + e.e_subs)))
+            self.most("max_ramp", e.ramp_index)
+            self.most("max_enemies", len(e.e_fish) + len(e.e_subs))
+            self.most("max_divers", len(e.divers))
+
+
+_N, _L, _U, _R, _D, _F = range(6)
+
+
+def _seaquest_pilot(t: int, obs: torch.Tensor, rng: np.random.Generator, n_actions: int) -> torch.Tensor:
+    """Rescue divers, surface with them, dodge and shoot; per env ``i % 4``: 0-1 as said, 2 never
+    surfaces (runs out of oxygen), 3 also surfaces on a timer (with no divers too)."""
+    o = obs.numpy().astype(bool)
+    return torch.as_tensor([_pilot_one(i, t, o[i], rng) for i in range(o.shape[0])])
+
+
+def _pilot_one(i: int, t: int, o: np.ndarray, rng: np.random.Generator) -> int:
+    sy, sx = np.argwhere(o[0])[0]
+    back = np.argwhere(o[1])
+    facing_right = len(back) > 0 and back[0][1] < sx
+    oxygen, divers = int(o[7, 9].sum()), int(o[8, 9].sum())
+    enemies, danger, trail = o[5] | o[6], o[5] | o[6] | o[4], o[3]
+
+    def threat(y: int, x: int) -> int:
+        score = 0
+        for dx in (-2, -1, 0, 1, 2) if y > 0 else ():
+            c = x + dx
+            if 0 <= c <= 9 and danger[y, c]:
+                # Coming this way: the trail is behind a moving object (enemy bullets: always).
+                toward = (
+                    (dx < 0 and c >= 1 and trail[y, c - 1]) or (dx > 0 and c <= 8 and trail[y, c + 1]) or o[4, y, c]
+                )
+                score += 10 if dx == 0 else (5 if abs(dx) == 1 else (2 if toward else 0))
+        return score
+
+    timer_surfacer, never_surfaces = i % 4 == 3, i % 4 == 2
+    up = divers == 6 or (divers >= 1 and oxygen <= 3) or (timer_surfacer and (t // 25) % 3 == 2)
+    if up and not never_surfaces:
+        goal = (0, sx)
+    else:
+        ds = np.argwhere(o[9])
+        goal = (5, 5)
+        if len(ds):
+            d = ds[np.argmin(np.abs(ds[:, 0] - sy) + np.abs(ds[:, 1] - sx))]
+            goal = (int(d[0]), int(d[1]))
+    moves = {_N: (sy, sx), _L: (sy, max(0, sx - 1)), _R: (sy, min(9, sx + 1)), _U: (max(0, sy - 1), sx)}
+    moves[_D] = (min(8, sy + 1), sx)
+    if sy == 1 and ((divers == 0 and not timer_surfacer) or never_surfaces):
+        moves.pop(_U)
+    row = enemies[sy]
+    ahead = row[sx + 1 : sx + 5] if facing_right else row[max(0, sx - 4) : sx]
+    if ahead.any() and threat(sy, sx) < 10 and rng.random() < 0.7:
+        return _F
+    if rng.random() < 0.05:
+        return int(rng.integers(0, 6))
+    scores = {a: 3 * threat(y, x) + abs(goal[0] - y) + abs(goal[1] - x) for a, (y, x) in moves.items()}
+    return min(scores, key=lambda a: scores[a])
+
+
+def test_seaquest_pilot_reaches_every_branch() -> None:
+    """A pilot that rescues divers: surfacing with 6 divers (and the count's fall to -1), with
+    some, with none; oxygen running out; deaths by enemy bullets and enemies; ramping."""
+    probe = SeaquestProbe()
+    counts = run_side_by_side("seaquest", steps=1500, n=8, policy=_seaquest_pilot, seed=6, probe=probe)
+    for key in (
+        "surface_6_divers",
+        "surface_some_divers",
+        "surface_negative_divers",
+        "surface_no_divers_ends",
+        "oxygen_out",
+        "enemy_bullet_hits",
+        "enemy_hits",
+    ):
+        assert counts[key] > 0, (key, counts)
+    assert counts["pickups"] > 50 and counts["reward"] > 100 and counts["max_ramp"] >= 6, counts
+    assert counts["max_divers"] == 2 and counts["sticky"] > 500, counts
+
+
+def _seaquest_late_game(env: MinAtarEnv, refs: list[Environment]) -> None:
+    """Deep into the ramp: enemies spawn every 1-3 steps and move every 3rd; some envs carry
+    6 divers or a negative count, and little oxygen."""
+    rng = np.random.default_rng(9)
+    n = len(refs)
+    values = {
+        "e_spawn_speed": rng.integers(1, 4, n),
+        "e_spawn_timer": rng.integers(0, 2, n),
+        "move_speed": np.full(n, 2),
+        "ramp_index": rng.integers(17, 21, n),
+        "diver_count": rng.choice([-1, 0, 3, 5, 6], n),
+        "oxygen": rng.integers(20, 200, n),
+        "d_spawn_timer": rng.integers(0, 5, n),
+    }
+    columns = {"e_spawn_speed": 7, "e_spawn_timer": 8, "move_speed": 10, "ramp_index": 11, "diver_count": 4}
+    columns.update(oxygen=3, d_spawn_timer=9)
+    scal = env.state[3].clone()
+    for name, v in values.items():
+        scal[:, columns[name]] = torch.as_tensor(v)
+        for ref, x in zip(refs, v, strict=True):
+            setattr(ref.env, name, int(x))
+    env.state = (*env.state[:3], scal, *env.state[4:])
+
+
+@pytest.mark.parametrize("ramping", [True, False])
+def test_seaquest_late_game_crowds(ramping: bool) -> None:
+    probe = SeaquestProbe()
+    counts = run_side_by_side(
+        "seaquest",
+        steps=600,
+        n=8,
+        policy=_seaquest_pilot,
+        setup=_seaquest_late_game,
+        ramping=ramping,
+        seed=7,
+        probe=probe,
+    )
+    assert counts["max_enemies"] >= 10 and counts["reward"] > 20 and counts["done"] > 5, counts
 
 
 @pytest.mark.parametrize("game", list(GAMES.values()))
