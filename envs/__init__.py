@@ -26,6 +26,9 @@ _SPECS: dict[str, tuple[str, int | None]] = {
     f"{NAMESPACE}/Catch-v0": ("gumbel_ac.envs.catch:CatchEnv", None),
     # Many arms: rounds of i.i.d. contexts, truncated after 8 steps (see bandit.py).
     f"{NAMESPACE}/Bandit-v0": ("gumbel_ac.envs.bandit:BanditEnv", 8),
+    # A stochastic optimum: K-action matching pennies against an adaptive opponent, rounds of
+    # 32 steps (see pennies.py).
+    f"{NAMESPACE}/Pennies-v0": ("gumbel_ac.envs.pennies:PenniesEnv", 32),
 }
 
 # MultiDiscrete-action envs, registered and built by `make` like the others but kept out of

@@ -15,9 +15,9 @@ as functions of the temperature tau (and of the number of draws R for gumbel-rao
 estimators share the seed (common random numbers: the sampling ones see the same actions).
 
 Run ``python -m gumbel_ac.lab --help``. Problems: synthetic ``linear``/``quadratic``/``kl``
-with K in {2, 8, 64} (``gumbel_ac.lab_problems``), or ``--run runs/<name>`` for a trained
-agent's own critic at states its policy visits. Writes ``results.csv`` and one PNG per
-problem (bias, variance and MSE vs tau, log scale) to ``--out``.
+(and ``kl-multimodal`` on request) with K in {2, 8, 64} (``gumbel_ac.lab_problems``), or
+``--run runs/<name>`` for a trained agent's own critic at states its policy visits. Writes
+``results.csv`` and one PNG per problem (bias, variance and MSE vs tau, log scale) to ``--out``.
 
 Shape legend: ``S`` instances (states), ``M`` draws, ``B = S * M`` rows, ``K`` logits.
 """
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from gumbel_ac.estimators import ESTIMATORS, MIN_TAU, get_estimator
-from gumbel_ac.lab_problems import SYNTHETIC_KINDS, Problem, load_run_problem, synthetic_problem
+from gumbel_ac.lab_problems import DEFAULT_KINDS, SYNTHETIC_KINDS, Problem, load_run_problem, synthetic_problem
 
 #: Default temperature grid: log-spaced 0.1 .. 1 (5 points) and 1 .. 2 (3 points) so that
 #: reinmax (tau >= 1 only) gets three points.
@@ -283,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--problems",
         nargs="+",
-        default=list(SYNTHETIC_KINDS),
+        default=list(DEFAULT_KINDS),
         choices=SYNTHETIC_KINDS,
-        help=f"synthetic problems to run (default: {' '.join(SYNTHETIC_KINDS)}; ignored with --run)",
+        help=f"synthetic problems to run (default: {' '.join(DEFAULT_KINDS)}; ignored with --run)",
     )
     p.add_argument(
         "--num-actions",

@@ -14,6 +14,12 @@ Synthetic problems (K actions, one head):
 * ``kl``:        ``f(a; l) = log q(a) - log p(a)``, ``q = softmax(l)``, ``p`` a fixed,
   spread-out target: ``E_q f = KL(q || p)``. A deterministic choice (softmax-st evaluates
   ``f`` only at the mode) sees none of the other actions' terms and is badly biased.
+* ``kl-multimodal``: the same ``f`` with a *multimodal* target ``p*`` (:func:`multimodal_target`:
+  a few equal modes holding most of the mass). Minimising ``KL(q || p*)`` is mode-seeking
+  (Minka 2005, "Divergence measures and message passing"): a method whose gradient only ever
+  looks at one action can settle on one mode, which the reverse KL punishes with
+  ``-log p*(mode) > 0``, where ``q = p*`` scores 0. :func:`distill` trains logits on it, the
+  study's distillation task (``python -m gumbel_ac.study``).
 
 The KL case's ``f`` depends on ``l`` directly. We keep that dependence *inside* the
 objective for every estimator alike: ``at(a)`` and ``all()`` are differentiable in ``l``, so
@@ -39,7 +45,13 @@ import torch.nn.functional as F
 from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.estimators import Objective
 
-SYNTHETIC_KINDS: tuple[str, ...] = ("linear", "quadratic", "kl")
+SYNTHETIC_KINDS: tuple[str, ...] = ("linear", "quadratic", "kl", "kl-multimodal")
+#: What ``python -m gumbel_ac.lab`` measures when ``--problems`` is not given.
+DEFAULT_KINDS: tuple[str, ...] = ("linear", "quadratic", "kl")
+
+#: Defaults of :func:`multimodal_target`: two modes sharing 90% of the mass.
+DEFAULT_MODES = 2
+DEFAULT_MODE_MASS = 0.9
 
 
 class LinearObjective:
@@ -93,6 +105,33 @@ class KLObjective:
         return self._values()
 
 
+def multimodal_target(
+    num_actions: int, *, modes: int = DEFAULT_MODES, mode_mass: float = DEFAULT_MODE_MASS, seed: int = 0
+) -> torch.Tensor:
+    """``log p*`` ``[K]``: ``modes`` actions (chosen by ``seed``) share ``mode_mass`` equally, the
+    other ``K - modes`` share the rest equally.
+
+    With the defaults at K = 16: two modes of 0.45 and fourteen actions of 0.1/14. Reverse KL
+    of a policy from it: ``KL(q || p*) = 0`` only at ``q = p*``; a policy collapsed on one mode
+    scores ``-log 0.45 = 0.80``, the uniform policy ``1.65``.
+    """
+    if not 1 <= modes < num_actions:
+        raise ValueError(f"a multimodal target needs 1 <= modes < num_actions, got modes={modes}, K={num_actions}")
+    if not 0.0 < mode_mass < 1.0:
+        raise ValueError(f"mode_mass must be in (0, 1), got {mode_mass}")
+    gen = torch.Generator().manual_seed(seed)
+    where = torch.randperm(num_actions, generator=gen)[:modes]
+    p = torch.full((num_actions,), (1.0 - mode_mass) / (num_actions - modes), dtype=torch.float64)
+    p[where] = mode_mass / modes
+    return p.log().float()
+
+
+def reverse_kl(logits_K: torch.Tensor, log_target_K: torch.Tensor) -> float:
+    """``KL(softmax(l) || p*)`` in float64 (the distillation task's score, lower is better)."""
+    log_q = torch.log_softmax(logits_K.detach().double(), dim=-1)
+    return float((log_q.exp() * (log_q - log_target_K.double())).sum())
+
+
 ObjectiveFactory = Callable[[torch.Tensor, torch.Tensor], Objective]
 
 
@@ -124,7 +163,8 @@ def synthetic_problem(kind: str, num_actions: int, *, seed: int = 0, logit_scale
 
     Logits ``l ~ logit_scale * N(0, 1)``. ``linear``: ``w ~ N(0, 1)``. ``quadratic``: ``w ~ N(0,1)``,
     ``A = (R + R^T) / 2`` with ``R ~ N(0, 1)``. ``kl``: target ``p = softmax(2 N(0, 1))``
-    drawn independently of ``l`` (a peaked, different distribution).
+    drawn independently of ``l`` (a peaked, different distribution). ``kl-multimodal``: the
+    target of :func:`multimodal_target` with its defaults (modes placed by ``seed``).
     """
     if kind not in SYNTHETIC_KINDS:
         raise ValueError(f"unknown synthetic problem {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}")
@@ -147,6 +187,12 @@ def synthetic_problem(kind: str, num_actions: int, *, seed: int = 0, logit_scale
         def make(logits_BK: torch.Tensor, rows_B: torch.Tensor) -> Objective:
             return QuadraticObjective(w_SK[rows_B], a_KK, spec)
 
+    elif kind == "kl-multimodal":
+        log_p_SK = multimodal_target(k, seed=seed).unsqueeze(0)
+
+        def make(logits_BK: torch.Tensor, rows_B: torch.Tensor) -> Objective:
+            return KLObjective(logits_BK, log_p_SK[rows_B], spec)
+
     else:
         log_p_SK = F.log_softmax(2.0 * torch.randn(1, k, generator=gen), dim=-1)
 
@@ -154,6 +200,83 @@ def synthetic_problem(kind: str, num_actions: int, *, seed: int = 0, logit_scale
             return KLObjective(logits_BK, log_p_SK[rows_B], spec)
 
     return Problem(f"{kind}-K{k}", spec, logits_SK, make)
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+@dataclass(frozen=True)
+class DistillCurve:
+    """What :func:`distill` returns: the reverse KL along the optimisation.
+
+    Attributes:
+        steps: the optimisation steps at which the policy was scored (0 = before any step).
+        kl: ``KL(pi || p*)`` of the stochastic policy at those steps (lower is better).
+        mode_kl: ``KL(onehot(argmax pi) || p*) = -log p*(argmax pi)`` at the end: the score of
+            the deterministic policy that acts with the mode.
+    """
+
+    steps: list[int]
+    kl: list[float]
+    mode_kl: float
+
+
+def distill(
+    log_target_K: torch.Tensor,
+    estimator: str,
+    *,
+    tau: float,
+    lr: float,
+    steps: int,
+    batch: int = 32,
+    seed: int = 0,
+    eval_every: int = 10,
+    init_scale: float = 0.5,
+    **options: Any,
+) -> DistillCurve:
+    """Fit logits ``l`` to a target ``p*`` by minimising ``KL(softmax(l) || p*)`` with ``estimator``.
+
+    Policy distillation reduced to one state: ``f(a; l) = log q(a) - log p*(a)``
+    (:class:`KLObjective`, whose ``E_q f`` is the reverse KL) and each step takes Adam
+    (Kingma, Ba 2014, arXiv:1412.6980) on the mean of ``batch`` estimator surrogates, the
+    estimator's only way to see the loss -- as the actor sees its critic. The logits start at
+    ``init_scale * N(0, 1)`` from ``seed`` (a near-uniform policy, different per seed) and the
+    estimator's draws come from the same seed, so a seed pairs runs across estimators.
+
+    Args:
+        log_target_K: ``log p*`` (e.g. :func:`multimodal_target`).
+        estimator: a registered estimator name; ``options`` go to ``get_estimator``.
+        tau: the estimator's temperature (unused by score, score-sampled and exact).
+        lr: Adam's learning rate.
+        steps: optimisation steps.
+        batch: estimator draws per step.
+        seed: seeds the initial logits and the estimator's generator.
+        eval_every: steps between two scores of the policy (the curve's resolution).
+        init_scale: standard deviation of the initial logits.
+    """
+    from gumbel_ac.estimators import get_estimator  # noqa: PLC0415 (estimators import this module's types)
+
+    if steps < 1 or batch < 1 or eval_every < 1:
+        raise ValueError(f"distill needs steps, batch, eval_every >= 1, got {steps}, {batch}, {eval_every}")
+    fn = get_estimator(estimator, **options)
+    k = int(log_target_K.shape[-1])
+    spec = ActionSpec((k,))
+    gen = torch.Generator().manual_seed(seed)
+    logits_K = (init_scale * torch.randn(k, generator=gen)).requires_grad_(True)
+    opt = torch.optim.Adam([logits_K], lr=lr)
+    target_BK = log_target_K.float().expand(batch, k)
+    curve_steps, curve_kl = [0], [reverse_kl(logits_K, log_target_K)]
+    for step in range(1, steps + 1):
+        logits_BK = logits_K.expand(batch, k)
+        out = fn(logits_BK, KLObjective(logits_BK, target_BK, spec), spec, tau=tau, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        out.surrogate_B.mean().backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            curve_steps.append(step)
+            curve_kl.append(reverse_kl(logits_K, log_target_K))
+    mode = int(logits_K.detach().argmax())
+    return DistillCurve(curve_steps, curve_kl, float(-log_target_K[mode].double()))
 
 
 # ----------------------------------------------------------------------------- real problem

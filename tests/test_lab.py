@@ -32,7 +32,14 @@ from gumbel_ac import lab
 from gumbel_ac.agent import Agent
 from gumbel_ac.distributions import ActionSpec
 from gumbel_ac.lab import Variant, default_variants, measure
-from gumbel_ac.lab_problems import agent_problem, collect_states, synthetic_problem
+from gumbel_ac.lab_problems import (
+    agent_problem,
+    collect_states,
+    distill,
+    multimodal_target,
+    reverse_kl,
+    synthetic_problem,
+)
 
 torch.set_num_threads(1)
 
@@ -288,3 +295,51 @@ def test_cli_run_loads_checkpoint_through_the_api(tmp_path, monkeypatch) -> None
     )
     assert rc == 0 and calls == {"path": "runs/x", "env": ("Fake-v0", "cpu")}
     assert (out / "critic-Fake-v0.png").exists() and (out / "results.csv").exists()
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+def test_multimodal_target_by_hand() -> None:
+    p = multimodal_target(16, seed=3).double().exp()
+    torch.testing.assert_close(p.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert (
+        sorted(p.tolist())[-2:] == pytest.approx([0.45, 0.45]) and (p.sort().values[:14] - 0.1 / 14).abs().max() < 1e-7
+    )
+    assert not torch.equal(multimodal_target(16, seed=3), multimodal_target(16, seed=4))  # the seed places the modes
+    # the docstring's numbers: collapsed on a mode 0.80, uniform 1.65, the target itself 0
+    log_p = multimodal_target(16)
+    mode = int(log_p.argmax())
+    assert -float(log_p[mode]) == pytest.approx(-torch.tensor(0.45).log().item(), abs=1e-6)
+    assert reverse_kl(torch.zeros(16), log_p) == pytest.approx(1.65, abs=0.005)
+    assert reverse_kl(log_p, log_p) == pytest.approx(0.0, abs=1e-6)
+    for bad in ({"modes": 0}, {"modes": 16}, {"mode_mass": 1.0}):
+        with pytest.raises(ValueError):
+            multimodal_target(16, **bad)  # type: ignore[arg-type]
+
+
+def test_kl_multimodal_exact_gradient_is_the_reverse_kl_gradient() -> None:
+    """grad_l KL(q || p) = J(q) (log q - log p) (the +1 of d(q log q) vanishes: J(q) 1 = 0)."""
+    problem = synthetic_problem("kl-multimodal", 8, seed=2)
+    q = torch.softmax(problem.logits_SK, -1)
+    v = torch.log(q) - multimodal_target(8, seed=2)
+    expected = q * v - q * (q * v).sum(-1, keepdim=True)
+    torch.testing.assert_close(lab.exact_gradient(problem), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_distill_with_the_exact_gradient_reaches_the_target() -> None:
+    log_p = multimodal_target(16)
+    curve = distill(log_p, "exact", tau=1.0, lr=0.05, steps=200, seed=0, eval_every=50)
+    assert curve.steps == [0, 50, 100, 150, 200]
+    assert curve.kl[0] > 1.0 and curve.kl[-1] < 0.01
+    assert curve.mode_kl == pytest.approx(-float(log_p.max()), abs=1e-6)  # its mode is one of the two modes
+
+
+def test_distill_is_seeded_and_pairs_runs() -> None:
+    log_p = multimodal_target(8)
+    a = distill(log_p, "gumbel-st", tau=0.5, lr=0.05, steps=30, seed=1, eval_every=10)
+    b = distill(log_p, "gumbel-st", tau=0.5, lr=0.05, steps=30, seed=1, eval_every=10)
+    c = distill(log_p, "softmax-st", tau=0.5, lr=0.05, steps=30, seed=1, eval_every=10)
+    assert a == b and a.kl[0] == c.kl[0] and a.kl[-1] != c.kl[-1]  # same start, different estimator
+    with pytest.raises(ValueError, match="steps"):
+        distill(log_p, "exact", tau=1.0, lr=0.1, steps=0)
