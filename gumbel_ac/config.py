@@ -204,6 +204,13 @@ class Config:
     target_update_rate: float = 0.2
     """Polyak rate of the target critics per gradient step (SAC's "tau"; renamed so it cannot be
     confused with the Gumbel temperature). Fast targets trained CartPole fastest here."""
+    target_update_rate_final: float | None = None
+    """If set, the Polyak rate moves linearly from target_update_rate to this value over
+    target_update_anneal_steps env steps, then stays: fast targets while learning, slow ones
+    once solved (slower targets damp the critic's late oscillations; Mnih et al. 2015 and
+    Lillicrap et al. 2015, arXiv:1509.02971, on why targets stabilise). In (0, 1]."""
+    target_update_anneal_steps: int = 50_000
+    """Env steps over which the Polyak rate moves to target_update_rate_final (if set)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of each critic: 1 to 16 layers, each 1 to 65536 wide
     (and the networks must fit the device's free memory: checked at start)."""
@@ -211,6 +218,10 @@ class Config:
     """Entropy coefficient (the initial value when autotune_alpha is on)."""
     autotune_alpha: bool = True
     """Tune alpha toward target_entropy (SAC v2, Haarnoja et al. 2018)."""
+    alpha_max: float | None = None
+    """Upper bound on the tuned alpha (None: unbounded): log(alpha) is clamped after each step,
+    so a policy that stays below the entropy target cannot drive alpha up without limit.
+    Must be > 0 and, with autotune_alpha, at least the initial alpha."""
     target_entropy_ratio: float = 0.1
     """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
     discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
@@ -512,7 +523,22 @@ class Config:
             0.0 < self._finite("target_update_rate") <= 1.0,
             f"target_update_rate must be in (0, 1], got {self.target_update_rate}",
         )
+        if self.target_update_rate_final is not None:
+            _need(
+                0.0 < self._finite("target_update_rate_final") <= 1.0,
+                f"target_update_rate_final must be in (0, 1], got {self.target_update_rate_final}",
+            )
+        _need(
+            self.target_update_anneal_steps >= 1,
+            f"target_update_anneal_steps must be >= 1, got {self.target_update_anneal_steps}",
+        )
         _need(self._finite("alpha") >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        if self.alpha_max is not None:
+            _need(self._finite("alpha_max") > 0.0, f"alpha_max must be > 0, got {self.alpha_max}")
+            _need(
+                self.alpha <= self.alpha_max,
+                f"alpha ({self.alpha}) must not exceed alpha_max ({self.alpha_max}): the cap would cut it at once",
+            )
         _need(
             not (self.autotune_alpha and self.alpha <= 0.0),
             "alpha must be > 0 when autotune_alpha is on (it is tuned in log space)",
@@ -667,6 +693,13 @@ class Config:
         if self.lr_schedule == "linear":
             return max(0.0, 1.0 - step / self.total_steps)
         return 1.0
+
+    def target_update_rate_at(self, step: int) -> float:
+        """Polyak rate of the target critics after ``step`` env steps (a Python float)."""
+        if self.target_update_rate_final is None:
+            return self.target_update_rate
+        frac = min(1.0, max(0.0, step / self.target_update_anneal_steps))
+        return self.target_update_rate + frac * (self.target_update_rate_final - self.target_update_rate)
 
     def temperature_at(self, step: int) -> float:
         """Gumbel temperature after ``step`` env steps (a Python float: no device sync)."""

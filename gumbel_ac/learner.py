@@ -22,6 +22,7 @@ Shape legend as in :mod:`gumbel_ac.losses`.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,10 @@ class Learner:
             (``optimizer.param_groups[i]["lr"]`` may be changed later, as SB3 schedules do).
         autotune_alpha: train ``log_alpha`` toward the agent's target entropy.
         gamma: discount factor.
-        target_update_rate: Polyak rate of the target critic per step.
+        target_update_rate: Polyak rate of the target critic per step (may be changed later
+            by assigning :attr:`target_update_rate`, as the trainer's schedule does).
+        alpha_max: upper bound on the tuned alpha (``None``: none); ``log_alpha`` is clamped
+            after each optimizer step.
         max_nonfinite_updates: :meth:`check_nonfinite` raises :class:`TrainingError` once this
             many consecutive steps had a non-finite loss or gradient.
         max_enumerated_actions: enumerate the joint actions up to this many (exact target,
@@ -93,6 +97,7 @@ class Learner:
         target_action_samples: int = 4,
         capturable: bool = False,
         grad_hook: Callable[[torch.Tensor], None] | None = None,
+        alpha_max: float | None = None,
     ) -> None:
         self.agent = agent
         #: ``None``: the joint action set is enumerated (exact target); else the number of
@@ -103,13 +108,17 @@ class Learner:
         self.estimator = estimator
         self.autotune_alpha = bool(autotune_alpha)
         self.gamma = float(gamma)
-        self.target_update_rate = float(target_update_rate)
+        #: ``log(alpha_max)``, or None: no cap.
+        self.log_alpha_max: float | None = None if alpha_max is None else math.log(alpha_max)
         self.max_nonfinite_updates = int(max_nonfinite_updates)
         self.grad_hook = grad_hook
         self._lrs = (float(actor_lr), float(critic_lr), float(alpha_lr))
         self._capturable = bool(capturable)
         self._build()
         device = self.flat_param.device
+        # On the device when capturable, so a CUDA graph replays the current rate.
+        self._target_rate_t = torch.tensor(float(target_update_rate), device=device)
+        self._target_rate = float(target_update_rate)
         #: Consecutive non-finite steps up to now, and the longest run since :meth:`reset_window`
         #: (0-dim device tensors: the guard never syncs; callers read them in bulk).
         self.nonfinite_streak = torch.zeros((), device=device)
@@ -148,6 +157,7 @@ class Learner:
             autotune_alpha=config.autotune_alpha,
             gamma=config.gamma,
             target_update_rate=config.target_update_rate,
+            alpha_max=config.alpha_max,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -187,6 +197,17 @@ class Learner:
             self.optimizer.load_state_dict(optimizer_state)
 
     @property
+    def target_update_rate(self) -> float:
+        """Polyak rate of the target critic per step."""
+        return self._target_rate
+
+    @target_update_rate.setter
+    def target_update_rate(self, value: float) -> None:
+        if self._capturable and value != self._target_rate:
+            self._target_rate_t.fill_(value)  # a kernel with a host scalar: no sync
+        self._target_rate = float(value)
+
+    @property
     def device(self) -> torch.device:
         return self.flat_param.device
 
@@ -218,6 +239,7 @@ class Learner:
         self._build(moved)
         self.nonfinite_streak = self.nonfinite_streak.to(device)
         self.max_nonfinite_streak = self.max_nonfinite_streak.to(device)
+        self._target_rate_t = self._target_rate_t.to(device)
         return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Learner:
@@ -233,6 +255,7 @@ class Learner:
         other._build(state)
         other.nonfinite_streak = self.nonfinite_streak.clone()
         other.max_nonfinite_streak = self.max_nonfinite_streak.clone()
+        other._target_rate_t = self._target_rate_t.clone()
         return other
 
     # ------------------------------------------------------------------ the step
@@ -280,7 +303,10 @@ class Learner:
         flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
         self.optimizer.step()
         with torch.no_grad():
-            self.flat_critic_target.lerp_(self.flat_critic, self.target_update_rate)
+            if self.autotune_alpha and self.log_alpha_max is not None:
+                self.agent.log_alpha.clamp_(max=self.log_alpha_max)
+            rate = self._target_rate_t if self._capturable else self._target_rate
+            self.flat_critic_target.lerp_(self.flat_critic, rate)
         nonfinite = (~finite).to(self.nonfinite_streak.dtype)
         # In place: a captured CUDA graph and the checkpoint keep these tensors.
         self.nonfinite_streak.add_(nonfinite).mul_(nonfinite)

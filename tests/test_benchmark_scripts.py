@@ -6,6 +6,7 @@ is checked is that the scripts still run against the current API and report both
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -52,3 +53,19 @@ def test_large_actions_quick_mode_prints_the_table() -> None:
     assert "| task | joint actions | method | critic target | seeds |" in out, out
     assert re.search(r"^\| dials-2x4 \| 16 \| gumbel-st-enum \| enumerated \| 1 \|", out, re.MULTILINE), out
     assert re.search(r"^\| dials-2x4 \| 16 \| ppo \|", out, re.MULTILINE), out
+
+
+def test_collapse_quick_mode_prints_the_reliability_table(tmp_path: Path) -> None:
+    # Quick mode: 2 seeds x 3k steps of CartPole-v1; the summary, the JSON it saves, and the
+    # report of that JSON without training (the before/after comparison path).
+    out_json = tmp_path / "quick.json"
+    out = _run("benchmarks/collapse.py", "--quick", "--set", "target_update_rate=0.1", "--out", str(out_json))
+    assert "| budget | seeds >= threshold | IQM eval return [95% CI] | failing seeds |" in out, out
+    assert re.search(r"^\| 3,000 \| \d/2 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", out, re.MULTILINE), out
+    assert "median to first eval >= 475" in out, out
+    saved = json.loads(out_json.read_text())
+    assert saved["overrides"] == {"target_update_rate": 0.1, "learning_starts": 500}
+    assert [r["seed"] for r in saved["runs"]] == [0, 1]
+    assert all(r["logs"] and {"alpha", "entropy", "critic_loss", "q_mean"} <= set(r["logs"][-1]) for r in saved["runs"])
+    again = _run("benchmarks/collapse.py", "--report", str(out_json))
+    assert "| 3,000 | " in again, again
