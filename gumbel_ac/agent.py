@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from gumbel_ac.distributions import ActionSpec, sample_gumbel
+from gumbel_ac.encoders import EncoderKind, make_encoder
 from gumbel_ac.networks import Actor, TwinCritic
 
 
@@ -27,20 +28,38 @@ class CriticObjective:
     flows through the action into the policy, never into the critic. ``enumerable`` says
     whether :meth:`all` may be used (the joint action set is small enough to enumerate); the
     estimators that need every action's value sample instead, or refuse, when it is False.
+    The states are encoded once (``features``, when the caller already has them detached, or at
+    the first call), however many actions an estimator evaluates.
     """
 
-    def __init__(self, critic: TwinCritic, obs_BD: torch.Tensor, spec: ActionSpec, *, enumerable: bool = True) -> None:
+    def __init__(
+        self,
+        critic: TwinCritic,
+        obs_BD: torch.Tensor,
+        spec: ActionSpec,
+        *,
+        enumerable: bool = True,
+        features: torch.Tensor | None = None,
+    ) -> None:
         self.critic, self.obs_BD, self.spec = critic, obs_BD, spec
         self.enumerable = enumerable
+        self._feat_BF = features
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The critic encoder's features of the states ``[B, F]`` (no graph)."""
+        if self._feat_BF is None:
+            self._feat_BF = self.critic.encode(self.obs_BD, detach=True)
+        return self._feat_BF
 
     def at(self, action_BK: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.obs_BD, action_BK, detach_params=True).amin(dim=0)
+        return self.critic.q(self.features, action_BK, detach_params=True).amin(dim=0)
 
     def all(self) -> torch.Tensor:
         if not self.enumerable:
             raise ValueError(f"the {self.spec.num_joint} joint actions are not enumerated (above the limit)")
         onehot_JK = self.spec.joint_onehot_on(self.obs_BD.device)
-        return self.critic.all_actions(self.obs_BD, onehot_JK, detach_params=True).amin(dim=0)
+        return self.critic.q_all(self.features, onehot_JK, detach_params=True).amin(dim=0)
 
 
 class Agent(nn.Module):
@@ -52,6 +71,11 @@ class Agent(nn.Module):
         hidden_sizes: widths of the hidden layers of the actor and each critic.
         alpha: initial entropy coefficient (> 0 when it is tuned in log space).
         target_entropy: entropy the tuned alpha aims for (nats, summed over heads).
+        encoder: the observation encoder of the actor and of the critics, each its own
+            (:mod:`gumbel_ac.encoders`: "mlp", "nature" or "minatar").
+        image_shape: ``(C, H, W)`` of image observations (rows are these frames flattened);
+            required by the convolutional encoders.
+        pixel_scale: factor turning integer pixels into floats (1/255 for 0..255 frames).
     """
 
     def __init__(
@@ -62,12 +86,22 @@ class Agent(nn.Module):
         *,
         alpha: float = 0.05,
         target_entropy: float = 0.0,
+        encoder: EncoderKind = "mlp",
+        image_shape: Sequence[int] | None = None,
+        pixel_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.spec = spec
-        self.actor = Actor(obs_dim, spec.num_logits, hidden_sizes)
-        self.critic = TwinCritic(obs_dim, spec.num_logits, hidden_sizes)
+        self.encoder_kind: EncoderKind = encoder
+        self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
+        self.pixel_scale = float(pixel_scale)
+        self.actor = Actor(
+            obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+        )
+        self.critic = TwinCritic(
+            obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+        )
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha) if alpha > 0 else -math.inf))
@@ -82,9 +116,12 @@ class Agent(nn.Module):
         """Policy logits ``[B, K]``."""
         return self.actor(obs_BD)
 
-    def q_objective(self, obs_BD: torch.Tensor, *, enumerable: bool = True) -> CriticObjective:
-        """The estimators' objective ``min_i Q_i(s, .)`` at ``obs``."""
-        return CriticObjective(self.critic, obs_BD, self.spec, enumerable=enumerable)
+    def q_objective(
+        self, obs_BD: torch.Tensor, *, enumerable: bool = True, features: torch.Tensor | None = None
+    ) -> CriticObjective:
+        """The estimators' objective ``min_i Q_i(s, .)`` at ``obs`` (``features``: the critic
+        encoder's detached features of ``obs`` when the caller has them)."""
+        return CriticObjective(self.critic, obs_BD, self.spec, enumerable=enumerable, features=features)
 
     @torch.no_grad()
     def act(
@@ -143,6 +180,9 @@ def make_agent(
     hidden_sizes: Sequence[int],
     alpha: float,
     target_entropy_ratio: float,
+    encoder: EncoderKind = "mlp",
+    image_shape: Sequence[int] | None = None,
+    pixel_scale: float = 1.0,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -151,4 +191,7 @@ def make_agent(
         tuple(hidden_sizes),
         alpha=alpha,
         target_entropy=default_target_entropy(spec, target_entropy_ratio),
+        encoder=encoder,
+        image_shape=image_shape,
+        pixel_scale=pixel_scale,
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from gumbel_ac.config import Config, ConfigError
+from gumbel_ac.encoders import conv_activation_elems, make_encoder
 
 #: Use at most this fraction of the free memory: the estimate leaves out the allocator's
 #: rounding, fragmentation, the CUDA context and the Python objects around the tensors.
@@ -75,9 +76,11 @@ _FIX = {
 }
 
 
-def replay_row_bytes(obs_dim: int, num_heads: int) -> int:
-    """Bytes of one replay transition: obs and next obs (float32), int64 actions, reward, done."""
-    return 2 * obs_dim * 4 + num_heads * 8 + 4 + 1
+def replay_row_bytes(obs_dim: int, num_heads: int, obs_itemsize: int = 4, obs_copies: int = 2) -> int:
+    """Bytes of one replay transition: obs and next obs (``obs_itemsize`` bytes a value: 4 for
+    float32 features, 1 for uint8 pixels; ``obs_copies=1`` when the next observation is the
+    next row's, :class:`~gumbel_ac.buffer.SharedObsReplayBuffer`), int64 actions, reward, done."""
+    return obs_copies * obs_dim * obs_itemsize + num_heads * 8 + 4 + 1
 
 
 def _mlp_params(n_in: int, hidden_sizes: Sequence[int], n_out: int) -> int:
@@ -102,17 +105,40 @@ def env_bytes(num_envs: int, obs_dim: int) -> int:
     return num_envs * (ENV_BYTES_PER_ENV + ENV_OBS_COPIES * obs_dim * 4)
 
 
-def estimate(config: Config, obs_dim: int, action_nvec: Sequence[int]) -> Estimate:
+def _encoder_sizes(kind: str, obs_dim: int, image_shape: Sequence[int] | None) -> tuple[int, int, int]:
+    """``(parameters, output features, conv activations per sample)`` of one encoder."""
+    if kind == "mlp" or image_shape is None:
+        return 0, obs_dim, 0
+    encoder = make_encoder(kind, obs_dim, image_shape, 1.0)  # type: ignore[arg-type]
+    params = sum(p.numel() for p in encoder.parameters())
+    return params, int(encoder.out_dim), conv_activation_elems(encoder)
+
+
+def estimate(
+    config: Config,
+    obs_dim: int,
+    action_nvec: Sequence[int],
+    *,
+    obs_itemsize: int = 4,
+    encoder: tuple[str, Sequence[int] | None] = ("mlp", None),
+) -> Estimate:
     """Estimated bytes of training ``config`` (sizes resolved: :meth:`Config.validate`'s copy)
-    on an env with ``obs_dim``-wide observations and action heads of ``action_nvec`` choices."""
+    on an env with ``obs_dim``-wide observations (``obs_itemsize`` bytes a value) and action
+    heads of ``action_nvec`` choices; ``encoder`` is the encoder kind and the image shape."""
     k = int(sum(action_nvec))
-    widest = max([obs_dim + k, *config.hidden_sizes])
+    enc_params, features, conv_acts = _encoder_sizes(encoder[0], obs_dim, encoder[1])
+    widest = max([features + k, *config.hidden_sizes])
     update = config.batch_size * widest * 4 * ACTIVATION_COPIES * len(config.hidden_sizes)
+    # Convolutions: the actor's (obs and next obs), the critic's and the target's, with grads.
+    update += config.batch_size * conv_acts * 4 * ACTIVATION_COPIES * 4
     if config.estimator == "gumbel-rao":  # rao_samples Gumbel draws per action per row (x2: noise + soft sample)
         update += config.batch_size * k * config.rao_samples * 4 * 2
     return Estimate(
-        networks=network_bytes(obs_dim, action_nvec, config.hidden_sizes),
-        replay=config.buffer_size * replay_row_bytes(obs_dim, len(action_nvec)),
+        networks=network_bytes(features, action_nvec, config.hidden_sizes)
+        + 4 * (ACTOR_COPIES + CRITIC_COPIES // 2) * enc_params,
+        # Image rows are stored once (the trainer's SharedObsReplayBuffer).
+        replay=config.buffer_size
+        * replay_row_bytes(obs_dim, len(action_nvec), obs_itemsize, obs_copies=1 if encoder[1] is not None else 2),
         envs=env_bytes(config.num_envs, obs_dim) + env_bytes(config.eval_episodes, obs_dim),
         update=update,
     )
@@ -154,14 +180,22 @@ def check_bytes_fit(need: int, device: torch.device | str, what: str, fix: str) 
         )
 
 
-def check_fits(config: Config, obs_dim: int, action_nvec: Sequence[int], device: torch.device | str) -> Estimate:
+def check_fits(
+    config: Config,
+    obs_dim: int,
+    action_nvec: Sequence[int],
+    device: torch.device | str,
+    *,
+    obs_itemsize: int = 4,
+    encoder: tuple[str, Sequence[int] | None] = ("mlp", None),
+) -> Estimate:
     """Refuse, with one :class:`ConfigError` naming the largest part and its flag, a run whose
     estimated memory (:func:`estimate`) exceeds :data:`HEADROOM` of ``device``'s free memory.
 
     Call it after the env's spaces are known and before the envs, networks and replay are
     allocated. Returns the estimate.
     """
-    est = estimate(config, obs_dim, action_nvec)
+    est = estimate(config, obs_dim, action_nvec, obs_itemsize=obs_itemsize, encoder=encoder)
     have = free_bytes(device)
     if have is not None and est.total > HEADROOM * have:
         name, part = est.largest()

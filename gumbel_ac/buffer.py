@@ -21,13 +21,22 @@ from gumbel_ac.losses import Batch
 class ReplayBuffer:
     """Fixed-capacity FIFO of transitions ``(obs, action, reward, next_obs, terminated)``."""
 
-    def __init__(self, capacity: int, obs_dim: int, num_heads: int, device: torch.device | str) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        num_heads: int,
+        device: torch.device | str,
+        obs_dtype: torch.dtype = torch.float32,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"replay capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        self.obs_CD = torch.zeros(capacity, obs_dim, device=self.device)
-        self.next_obs_CD = torch.zeros(capacity, obs_dim, device=self.device)
+        # Observations in their own dtype: image rows are uint8 (one byte per pixel; the
+        # agent's encoder converts them on the sampled batch only).
+        self.obs_CD = torch.zeros(capacity, obs_dim, dtype=obs_dtype, device=self.device)
+        self.next_obs_CD = torch.zeros(capacity, obs_dim, dtype=obs_dtype, device=self.device)
         self.action_CH = torch.zeros(capacity, num_heads, dtype=torch.long, device=self.device)
         self.reward_C = torch.zeros(capacity, device=self.device)
         self.terminated_C = torch.zeros(capacity, dtype=torch.bool, device=self.device)
@@ -61,6 +70,7 @@ class ReplayBuffer:
         next_obs_ND: torch.Tensor,
         terminated_N: torch.Tensor,
         valid_N: torch.Tensor | None = None,
+        truncated_N: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Append ``N`` transitions (only the ``valid`` rows when a mask is given); return how
         many had a non-finite observation, next observation or reward and were NOT stored (a
@@ -76,6 +86,9 @@ class ReplayBuffer:
         learner's non-finite guard then skips the updates that draw it. Cost, measured against
         the unscreened add on the 2-core CPU (AVX512): ~66 vs ~9 µs for 16 rows, about 4% of a
         16-env training iteration -- paid for never training on a poisoned ring.
+
+        ``truncated_N`` is not needed here (the true next observation is stored, so a truncated
+        row bootstraps from it); :class:`SharedObsReplayBuffer` uses it.
         """
         finite_N = self._finite_rows(obs_ND, next_obs_ND, reward_N)
         if valid_N is not None:
@@ -235,3 +248,180 @@ class ReplayBuffer:
         elif state["mode"] == "newest":
             c = {k: state[k].to(self.device) for k in self._columns()}
             self._store(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"])
+
+
+class SharedObsReplayBuffer(ReplayBuffer):
+    """A replay buffer that stores each observation once: the next observation of a row is the
+    observation of the same env one vector step later, ``N`` rows further on the ring.
+
+    For image observations this halves the replay's memory (a 100k-transition ring of 4x84x84
+    uint8 Atari frames is ~2.8 GB instead of ~5.6 GB), the trick behind SB3's
+    ``optimize_memory_usage`` and the Nature DQN replay. It needs every :meth:`add` to be one
+    vector step of the same ``N`` envs with SAME_STEP autoreset (``valid`` is None): row ``r``
+    then holds env ``r mod N``'s transition and row ``r + N`` its successor. The newest step's
+    next observations have no successor row yet; they are kept in ``tail_ND``.
+
+    At an episode's end the successor row holds the NEW episode's first observation, not the
+    final one: a terminated row does not bootstrap, so that is harmless; a truncated row
+    (time limit) is stored as terminated, as SB3 does when ``optimize_memory_usage`` is on (it
+    refuses ``handle_timeout_termination`` there) -- pass ``truncated_N`` to :meth:`add`.
+    Time limits of image benchmarks are long (Atari: 108k frames), so the bias is small.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        num_heads: int,
+        device: torch.device | str,
+        obs_dtype: torch.dtype = torch.uint8,
+    ) -> None:
+        super().__init__(capacity, obs_dim, num_heads, device, obs_dtype)
+        self.next_obs_CD = torch.zeros(0, obs_dim, dtype=obs_dtype, device=self.device)  # not stored
+        #: Rows per add (the number of envs), fixed by the first add.
+        self.rows_per_add = 0
+        #: Ring position of the newest add's first row (a Python int, mirrored on the device for
+        #: CUDA-graph replays as ``size_t`` is), and that add's next observations (updated in place).
+        self.last_start = 0
+        self.last_start_t = torch.zeros((), dtype=torch.long, device=self.device)
+        self.tail_ND = torch.zeros(0, obs_dim, dtype=obs_dtype, device=self.device)
+
+    def add(
+        self,
+        obs_ND: torch.Tensor,
+        action_NH: torch.Tensor,
+        reward_N: torch.Tensor,
+        next_obs_ND: torch.Tensor,
+        terminated_N: torch.Tensor,
+        valid_N: torch.Tensor | None = None,
+        truncated_N: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Append one vector step (see the class docstring); returns the count of rows with a
+        non-finite value, whose action, reward and termination are replaced by the step's first
+        finite row's (the observation stays: it is the previous row's next observation)."""
+        n = obs_ND.shape[0]
+        if valid_N is not None:
+            raise ValueError("SharedObsReplayBuffer needs SAME_STEP envs (every row a transition, no valid mask)")
+        if self.rows_per_add == 0:
+            if 2 * n > self.capacity:
+                raise ValueError(f"replay capacity {self.capacity} must hold at least two steps of {n} envs")
+            self.rows_per_add = n
+            self.tail_ND = torch.zeros(n, self.obs_CD.shape[1], dtype=self.obs_CD.dtype, device=self.device)
+        elif n != self.rows_per_add:
+            raise ValueError(f"every add must be one step of {self.rows_per_add} envs, got {n} rows")
+        if truncated_N is not None:
+            terminated_N = terminated_N | truncated_N
+        finite_N = self._finite_rows(obs_ND, next_obs_ND, reward_N)
+        dropped = (~finite_N).sum()
+        start = self.pos
+        self._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N)
+        slots_N = (torch.arange(n, device=finite_N.device) + start) % self.capacity
+        src_N = torch.where(finite_N, slots_N, slots_N[finite_N.to(torch.uint8).argmax()])
+        for column in (self.action_CH, self.reward_C, self.terminated_C):
+            column[slots_N] = column[src_N]
+        return dropped
+
+    def _store(
+        self,
+        obs_ND: torch.Tensor,
+        action_NH: torch.Tensor,
+        reward_N: torch.Tensor,
+        next_obs_ND: torch.Tensor,
+        terminated_N: torch.Tensor,
+    ) -> None:
+        n = obs_ND.shape[0]
+        end = self.pos + n
+        rows: slice | torch.Tensor
+        rows = (
+            slice(self.pos, end)
+            if end <= self.capacity
+            else torch.arange(self.pos, end, device=self.device) % self.capacity
+        )
+        self.obs_CD[rows] = obs_ND
+        self.action_CH[rows] = action_NH.reshape(n, -1)
+        self.reward_C[rows] = reward_N
+        self.terminated_C[rows] = terminated_N
+        self._set_last_start(self.pos)
+        self.tail_ND.copy_(next_obs_ND)
+        self.pos = end % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def _set_last_start(self, value: int) -> None:
+        self.last_start = int(value)
+        self.last_start_t.fill_(self.last_start)
+
+    def _gather(self, idx: torch.Tensor) -> Batch:
+        n = self.rows_per_add
+        offset = (idx - self.last_start_t) % self.capacity  # < n: a row of the newest step
+        in_tail = (offset < n).unsqueeze(-1)
+        successor = self.obs_CD[(idx + n) % self.capacity]
+        from_tail = self.tail_ND[offset.clamp(max=n - 1)]
+        return Batch(
+            obs_BD=self.obs_CD[idx],
+            action_BH=self.action_CH[idx],
+            reward_B=self.reward_C[idx],
+            next_obs_BD=torch.where(in_tail, from_tail, successor),
+            terminated_B=self.terminated_C[idx],
+        )
+
+    def _columns(self) -> dict[str, torch.Tensor]:
+        columns = super()._columns()
+        del columns["next_obs"]
+        return columns
+
+    def nbytes(self) -> int:
+        """Bytes of the ring (the tail of one step aside)."""
+        return sum(t.numel() * t.element_size() for t in self._columns().values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`ReplayBuffer.state_dict` plus the tail and the step geometry. ``newest`` keeps
+        whole steps (the cap rounded down to a multiple of the envs), so successors stay valid."""
+        if self.rows_per_add and self.save_cap is not None and self.size > self.save_cap:
+            cap = self.save_cap - self.save_cap % self.rows_per_add
+            saved_cap, self.save_cap = self.save_cap, cap
+            try:
+                state = super().state_dict()
+            finally:
+                self.save_cap = saved_cap
+        else:
+            state = super().state_dict()
+        if state["mode"] == "none":
+            return state
+        return {
+            **state,
+            "tail": self.tail_ND,
+            "rows_per_add": self.rows_per_add,
+            "last_start": self._saved_last_start(state),
+        }
+
+    def _saved_last_start(self, state: dict[str, Any]) -> int:
+        return self.last_start if state["mode"] == "exact" else state["size"] - self.rows_per_add
+
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("mode") in ("exact", "newest"):
+            n, last, tail = state.get("rows_per_add"), state.get("last_start"), state.get("tail")
+            if not (isinstance(n, int) and isinstance(last, int)) or isinstance(n, bool) or isinstance(last, bool):
+                raise ValueError("shared-observation replay state needs integer rows_per_add and last_start")
+            whole_steps = state["size"] % n == 0 or state["size"] == self.capacity
+            if not (1 <= n and 2 * n <= self.capacity and 0 <= last < self.capacity and whole_steps):
+                raise ValueError(f"shared-observation replay state is invalid (rows_per_add={n}, last_start={last})")
+            if not isinstance(tail, torch.Tensor) or tuple(tail.shape) != (n, self.obs_CD.shape[1]):
+                raise ValueError(f"shared-observation replay tail must be [{n}, {self.obs_CD.shape[1]}]")
+            if tail.dtype != self.obs_CD.dtype:
+                raise ValueError(f"shared-observation replay tail must be {self.obs_CD.dtype}")
+            state = {k: v for k, v in state.items() if k not in ("tail", "rows_per_add", "last_start")}
+        super().check_state_dict(state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state_dict(state)
+        self.pos, self.size = 0, 0
+        if state["mode"] == "none":
+            return
+        size = state["size"]
+        for key, column in self._columns().items():
+            column[:size] = state[key].to(self.device)
+        self.pos = state["pos"] if state["mode"] == "exact" else size % self.capacity
+        self.size = size
+        self.rows_per_add = state["rows_per_add"]
+        self._set_last_start(state["last_start"])
+        self.tail_ND = state["tail"].to(self.device).clone()

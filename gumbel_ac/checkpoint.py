@@ -148,6 +148,11 @@ def save_checkpoint(
             "step": int(step),
             "time": time.time(),
             "obs_dim": int(agent.obs_dim),
+            "encoder": {
+                "kind": agent.encoder_kind,
+                "image_shape": list(agent.image_shape) if agent.image_shape is not None else None,
+                "pixel_scale": agent.pixel_scale,
+            },
             "action_nvec": [int(n) for n in agent.spec.nvec],
             "spaces": spaces,
             "config": config.to_dict(),
@@ -391,7 +396,38 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the manifest lists no {MODEL_FILE}")
     if not isinstance(meta.get("training", {}), dict):
         raise CheckpointError(f"{path}: field 'training' must be a JSON object")
+    meta["encoder"] = _check_encoder_meta(path, meta)
     return meta
+
+
+def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``encoder`` entry, checked. Checkpoints from before encoders existed have
+    none: their agents are MLPs on float rows; image observations were rows of scaled floats
+    then, which today's uint8 rows do not reproduce, so those are refused."""
+    enc = meta.get("encoder")
+    if enc is None:
+        obs = meta["spaces"].get("observation_space", {})
+        if obs.get("type") == "Box" and len(obs.get("shape", [])) == 3 and obs.get("dtype") in ("uint8", "bool"):
+            raise CheckpointError(
+                f"{path}: this checkpoint was trained on image observations before image encoders "
+                "existed (its rows were float pixels); retrain it with this version"
+            )
+        return {"kind": "mlp", "image_shape": None, "pixel_scale": 1.0}
+    if not isinstance(enc, dict) or enc.get("kind") not in ("mlp", "nature", "minatar"):
+        raise CheckpointError(f"{path}: field 'encoder' must name an encoder (mlp, nature or minatar)")
+    shape, scale = enc.get("image_shape"), enc.get("pixel_scale")
+    if shape is not None and (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1 << 12 for n in shape)
+        or math.prod(shape) != meta["obs_dim"]
+    ):
+        raise CheckpointError(f"{path}: encoder image_shape must be [C, H, W] with C*H*W == obs_dim")
+    if enc["kind"] != "mlp" and shape is None:
+        raise CheckpointError(f"{path}: encoder {enc['kind']!r} needs an image_shape")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0.0 < scale <= 1.0):
+        raise CheckpointError(f"{path}: encoder pixel_scale must be a number in (0, 1]")
+    return {"kind": enc["kind"], "image_shape": shape, "pixel_scale": float(scale)}
 
 
 def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None) -> dict[str, torch.Tensor]:
@@ -438,6 +474,9 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         hidden_sizes=config.hidden_sizes,
         alpha=max(alpha, 1e-8),
         target_entropy_ratio=config.target_entropy_ratio if math.isfinite(config.target_entropy_ratio) else 0.0,
+        encoder=meta["encoder"]["kind"],
+        image_shape=meta["encoder"]["image_shape"],
+        pixel_scale=meta["encoder"]["pixel_scale"],
     )
 
 

@@ -211,6 +211,11 @@ class Config:
     Lillicrap et al. 2015, arXiv:1509.02971, on why targets stabilise). In (0, 1]."""
     target_update_anneal_steps: int = 50_000
     """Env steps over which the Polyak rate moves to target_update_rate_final (if set)."""
+    encoder: Literal["auto", "mlp", "nature", "minatar"] = "auto"
+    """Observation encoder in front of the actor's and the critics' MLPs (gumbel_ac/encoders.py):
+    auto = a convolutional net for image observations (3-D uint8/bool boxes: "nature", Mnih et al.
+    2015, for frames of 36x36 and up such as Atari; "minatar", Young & Tian 2019, for small grids
+    such as MinAtar's 10x10) and "mlp" (the flat row) for everything else."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of each critic: 1 to 16 layers, each 1 to 65536 wide
     (and the networks must fit the device's free memory: checked at start)."""
@@ -563,6 +568,10 @@ class Config:
         _need(
             self.lr_schedule in ("constant", "linear"),
             f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}",
+        )
+        _need(
+            self.encoder in ("auto", "mlp", "nature", "minatar"),
+            f"encoder must be 'auto', 'mlp', 'nature' or 'minatar', got {self.encoder!r}",
         )
         _need(
             self.act in ("sample", "mode", "epsilon"),

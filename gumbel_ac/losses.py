@@ -107,8 +107,9 @@ def sampled_state_value(
     logits_NBK = logits_BK.expand(samples, -1, -1).reshape(-1, logits_BK.shape[-1])
     noise = sample_gumbel(logits_NBK.shape, generator=generator, device=logits_BK.device, dtype=logits_BK.dtype)
     index_NBH = spec.mode(logits_NBK + noise)
-    obs_NBD = obs_BD.expand(samples, -1, -1).reshape(-1, obs_BD.shape[-1])
-    q_NB = agent.critic_target(obs_NBD, spec.onehot(index_NBH, dtype=obs_BD.dtype)).amin(dim=0)
+    feat_BF = agent.critic_target.encode(obs_BD)  # once, not once per sample
+    feat_NBF = feat_BF.expand(samples, -1, -1).reshape(-1, feat_BF.shape[-1])
+    q_NB = agent.critic_target.q(feat_NBF, spec.onehot(index_NBH, dtype=feat_BF.dtype)).amin(dim=0)
     logp_NB = spec.log_prob(logits_NBK, index_NBH)
     return (q_NB - alpha * logp_NB).reshape(samples, -1).mean(dim=0)
 
@@ -139,10 +140,15 @@ def critic_target(
         return batch.reward_B + gamma * not_done * v_next_B
 
 
-def critic_loss(agent: Agent, batch: Batch, target_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sum_i 0.5 * mean_B (Q_i(s, a) - y)^2`` and the mean Q (for logging)."""
-    action_BK = agent.spec.onehot(batch.action_BH, dtype=batch.obs_BD.dtype)
-    q_2B = agent.critic(batch.obs_BD, action_BK)
+def critic_loss(
+    agent: Agent, batch: Batch, target_B: torch.Tensor, feat_BF: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_i 0.5 * mean_B (Q_i(s, a) - y)^2`` and the mean Q (for logging). ``feat_BF``: the
+    critic encoder's features of ``batch.obs`` (with their graph), when the caller has them."""
+    if feat_BF is None:
+        feat_BF = agent.critic.encode(batch.obs_BD)
+    action_BK = agent.spec.onehot(batch.action_BH, dtype=feat_BF.dtype)
+    q_2B = agent.critic.q(feat_BF, action_BK)
     loss = 0.5 * (q_2B - target_B).pow(2).mean(dim=1).sum()
     return loss, q_2B.detach().mean()
 
@@ -157,10 +163,12 @@ def actor_loss(
     alpha: torch.Tensor,
     generator: torch.Generator | None,
     enumerable: bool = True,
+    features: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``-mean(surrogate + alpha * H)`` and the mean entropy (detached). The entropy is the
-    sum of the heads' entropies (analytic for a factorised policy: no enumeration)."""
-    objective = agent.q_objective(obs_BD, enumerable=enumerable)
+    sum of the heads' entropies (analytic for a factorised policy: no enumeration).
+    ``features``: the critic encoder's detached features of ``obs`` when the caller has them."""
+    objective = agent.q_objective(obs_BD, enumerable=enumerable, features=features)
     out = estimator(logits_BK, objective, agent.spec, tau=tau, generator=generator)
     entropy_B = agent.spec.entropy(logits_BK)
     loss = -(out.surrogate_B + alpha * entropy_B).mean()
@@ -203,7 +211,10 @@ def compute_losses(
     logits_BK, next_logits_BK = both_logits[:batch_size], both_logits[batch_size:].detach()
 
     target_B = critic_target(agent, next_logits_BK, batch, gamma, alpha, samples=target_samples, generator=generator)
-    c_loss, q_mean = critic_loss(agent, batch, target_B)
+    # The critic encodes the states once: with its graph for the critic loss, detached for the
+    # actor's objective (a convolutional encoder is most of an update's cost on images).
+    feat_BF = agent.critic.encode(batch.obs_BD)
+    c_loss, q_mean = critic_loss(agent, batch, target_B, feat_BF)
     a_loss, entropy = actor_loss(
         agent,
         batch.obs_BD,
@@ -213,6 +224,7 @@ def compute_losses(
         alpha=alpha,
         generator=generator,
         enumerable=target_samples is None,
+        features=feat_BF.detach(),
     )
     total = c_loss + a_loss
     if autotune_alpha:

@@ -12,8 +12,14 @@ expected-SARSA target and the exact/score estimators get all action values from 
 ``W_a`` starts at zero (measured here: faster, more stable early learning on CartPole; the
 critic first learns V(s), then action differences).
 
-Shape legend: ``B`` batch, ``D`` observation features, ``K`` concatenated action logits,
-``J`` joint actions, ``W`` hidden width, ``2`` the twin axis.
+Both networks start with an observation encoder (:mod:`gumbel_ac.encoders`): the identity
+for vector observations, a convolution stack for images. The twin critics share one encoder and
+run their stacked MLPs on its features ``F``; :meth:`TwinCritic.encode` and :meth:`TwinCritic.q`
+are the two halves, so a caller that needs ``Q`` at several actions of the same states (the
+estimators, the sampled target) encodes once.
+
+Shape legend: ``B`` batch, ``D`` observation row (flat), ``F`` encoder features, ``K``
+concatenated action logits, ``J`` joint actions, ``W`` hidden width, ``2`` the twin axis.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gumbel_ac.encoders import FlatEncoder, out_dim
+
 
 def _init_linear_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None:
     """PyTorch's ``nn.Linear`` default init (Kaiming-uniform with a=sqrt(5)), for stacked weights."""
@@ -35,12 +43,18 @@ def _init_linear_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int) -> None
 
 
 class Actor(nn.Module):
-    """Observation ``[B, D]`` -> logits ``[B, K]`` (an MLP with ReLU)."""
+    """Observation ``[B, D]`` -> logits ``[B, K]``: the encoder, then an MLP with ReLU.
 
-    def __init__(self, obs_dim: int, num_logits: int, hidden_sizes: Sequence[int]) -> None:
+    ``encoder`` defaults to the identity on ``obs_dim`` float features (:class:`FlatEncoder`).
+    """
+
+    def __init__(
+        self, obs_dim: int, num_logits: int, hidden_sizes: Sequence[int], encoder: nn.Module | None = None
+    ) -> None:
         super().__init__()
+        self.encoder = encoder if encoder is not None else FlatEncoder(obs_dim)
         layers: list[nn.Module] = []
-        last = obs_dim
+        last = out_dim(self.encoder)
         for width in hidden_sizes:
             layers += [nn.Linear(last, width), nn.ReLU()]
             last = width
@@ -48,7 +62,7 @@ class Actor(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs_BD: torch.Tensor) -> torch.Tensor:
-        return self.net(obs_BD)
+        return self.net(self.encoder(obs_BD))
 
 
 class TwinCritic(nn.Module):
@@ -57,14 +71,19 @@ class TwinCritic(nn.Module):
     Parameters are ``[2, in, out]`` weights and ``[2, 1, out]`` biases, applied with
     ``torch.baddbmm``. ``detach_params=True`` evaluates with detached weights: the actor loss
     then sends gradient into the action (and the actor) but never into the critic, so actor
-    and critic losses can share one backward pass.
+    and critic losses can share one backward pass. ``encoder`` (shared by the twins) maps the
+    observation row to the ``F`` features the MLPs read; the identity by default.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], encoder: nn.Module | None = None
+    ) -> None:
         super().__init__()
         if not hidden_sizes:
             raise ValueError("the critic needs at least one hidden layer")
         widths = list(hidden_sizes)
+        self.encoder = encoder if encoder is not None else FlatEncoder(obs_dim)
+        obs_dim = out_dim(self.encoder)  # the MLPs see the encoder's features
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.w_obs = nn.Parameter(torch.empty(2, obs_dim, widths[0]))
         self.w_act = nn.Parameter(torch.zeros(2, action_dim, widths[0]))
@@ -93,23 +112,38 @@ class TwinCritic(nn.Module):
             h = F.relu(torch.baddbmm(bias, h, weight))
         return torch.baddbmm(params[-1], h, params[-2]).squeeze(-1)
 
-    def forward(self, obs_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """``Q_i(s, a)`` for both critics: ``[2, B]``."""
+    def encode(self, obs_BD: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        """The shared encoder's features ``[B, F]`` (without a graph when ``detach``)."""
+        if detach:
+            with torch.no_grad():
+                return self.encoder(obs_BD)
+        return self.encoder(obs_BD)
+
+    def q(self, feat_BF: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i`` of encoded states (:meth:`encode`) at ``action``: ``[2, B]``."""
         params = self._params(detach_params)
         w_obs, w_act, b_in = params[0], params[1], params[2]
-        x = torch.cat([obs_BD, action_BK.to(obs_BD.dtype)], dim=-1).expand(2, -1, -1)
+        x = torch.cat([feat_BF, action_BK.to(feat_BF.dtype)], dim=-1).expand(2, -1, -1)
         h = F.relu(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)))
         return self._trunk(h, params)
+
+    def q_all(self, feat_BF: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i`` of encoded states at every joint action: ``[2, B, J]``, one trunk pass over ``B*J`` rows."""
+        params = self._params(detach_params)
+        w_obs, w_act, b_in = params[0], params[1], params[2]
+        batch, joint = feat_BF.shape[0], joint_onehot_JK.shape[0]
+        obs_part = torch.baddbmm(b_in, feat_BF.expand(2, -1, -1), w_obs)  # [2, B, W]
+        act_part = torch.matmul(joint_onehot_JK.to(feat_BF.dtype), w_act)  # [2, J, W]
+        h = F.relu(obs_part.unsqueeze(2) + act_part.unsqueeze(1))  # [2, B, J, W]
+        q = self._trunk(h.reshape(2, batch * joint, -1), params)
+        return q.reshape(2, batch, joint)
+
+    def forward(self, obs_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i(s, a)`` for both critics: ``[2, B]``."""
+        return self.q(self.encode(obs_BD, detach_params), action_BK, detach_params)
 
     def all_actions(
         self, obs_BD: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False
     ) -> torch.Tensor:
-        """``Q_i(s, a)`` for every joint action: ``[2, B, J]``, one trunk pass over ``B*J`` rows."""
-        params = self._params(detach_params)
-        w_obs, w_act, b_in = params[0], params[1], params[2]
-        batch, joint = obs_BD.shape[0], joint_onehot_JK.shape[0]
-        obs_part = torch.baddbmm(b_in, obs_BD.expand(2, -1, -1), w_obs)  # [2, B, W]
-        act_part = torch.matmul(joint_onehot_JK.to(obs_BD.dtype), w_act)  # [2, J, W]
-        h = F.relu(obs_part.unsqueeze(2) + act_part.unsqueeze(1))  # [2, B, J, W]
-        q = self._trunk(h.reshape(2, batch * joint, -1), params)
-        return q.reshape(2, batch, joint)
+        """``Q_i(s, a)`` for every joint action: ``[2, B, J]``."""
+        return self.q_all(self.encode(obs_BD, detach_params), joint_onehot_JK, detach_params)

@@ -46,7 +46,7 @@ import torch
 
 from gumbel_ac import budget
 from gumbel_ac.agent import make_agent
-from gumbel_ac.buffer import ReplayBuffer
+from gumbel_ac.buffer import ReplayBuffer, SharedObsReplayBuffer
 from gumbel_ac.checkpoint import (
     BEST_DIR,
     list_checkpoints,
@@ -58,6 +58,7 @@ from gumbel_ac.checkpoint import (
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
 from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size, setup
 from gumbel_ac.distributions import UnsupportedSpaceError
+from gumbel_ac.encoders import EncoderKind, resolve_kind
 from gumbel_ac.evaluation import evaluate
 from gumbel_ac.fsutil import FolderInUseError, FolderLock
 from gumbel_ac.graphs import CapturedStep
@@ -159,6 +160,15 @@ class _StopFlag:
 # --------------------------------------------------------------------------------------
 # Start-up checks (outside the rollout/update phases).
 # --------------------------------------------------------------------------------------
+
+
+def _resolve_encoder(config: Config, env: Any) -> EncoderKind:
+    """The encoder ``config.encoder`` means on ``env``'s observations (a :class:`ConfigError`
+    when a convolutional one is asked for on observations it cannot read)."""
+    try:
+        return resolve_kind(config.encoder, env.encode.image_shape)
+    except ValueError as exc:
+        raise ConfigError(f"{config.env}: {exc}") from None
 
 
 def _make_env_checked(env_id: str, num_envs: int, device: torch.device, **env_kwargs: Any) -> Any:
@@ -271,7 +281,15 @@ class _Run:
         # memory, from a one-env probe, before anything large is allocated.
         probe = _make_env_checked(config.env, 1, device, **config.env_kwargs_dict())
         try:
-            budget.check_fits(config, probe.obs_dim, probe.action_spec.nvec, device)
+            encoder = _resolve_encoder(config, probe)
+            budget.check_fits(
+                config,
+                probe.obs_dim,
+                probe.action_spec.nvec,
+                device,
+                obs_itemsize=probe.encode.dtype.itemsize,
+                encoder=(encoder, probe.encode.image_shape),
+            )
         finally:
             probe.close()
         self.env = _make_env_checked(config.env, config.num_envs, device, **config.env_kwargs_dict())
@@ -292,12 +310,18 @@ class _Run:
             hidden_sizes=config.hidden_sizes,
             alpha=config.alpha if config.alpha > 0 else 1e-8,
             target_entropy_ratio=config.target_entropy_ratio,
+            encoder=encoder,
+            image_shape=self.env.encode.image_shape,
+            pixel_scale=self.env.encode.pixel_scale,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all
         self.graphed = config.cuda_graphs and device.type == "cuda" and not self.dist.enabled
         self.learner = Learner.from_config(agent, config, capturable=self.graphed, grad_hook=self.dist.grad_hook)
-        self.buffer = ReplayBuffer(config.buffer_size, obs_dim, action_spec.num_heads, device)
+        # Image observations are stored once (the next one is the same env's next row): half the
+        # memory of a frame replay. Our torch envs and Gymnasium's SyncVectorEnv step SAME_STEP.
+        buffer_cls = SharedObsReplayBuffer if self.env.encode.kind == "image" else ReplayBuffer
+        self.buffer = buffer_cls(config.buffer_size, obs_dim, action_spec.num_heads, device, self.env.encode.dtype)
         self.buffer.save_cap = config.replay_save_cap if config.save_replay else 0
         self.state = LoopState.fresh(self.env.reset(seed=self.seed), self.seed, device)
         #: What a checkpoint holds, by name; each part has ``state_dict``/``check_state_dict``/
@@ -479,7 +503,9 @@ class _Run:
         else:
             action = agent.explore(state.obs, config.act, epsilon=config.act_epsilon, generator=state.generators["act"])
         step = self.env.step(action)
-        dropped = self.buffer.add(state.obs, action, step.reward, step.next_obs, step.terminated, step.valid)
+        dropped = self.buffer.add(
+            state.obs, action, step.reward, step.next_obs, step.terminated, step.valid, step.truncated
+        )
         state.obs = step.obs
         state.rows_added += config.num_envs
         done = step.episode_done.to(state.ep_sums.dtype)

@@ -9,9 +9,10 @@
   autoreset), otherwise ``SyncVectorEnv`` with SAME_STEP autoreset. Both are presented with
   SAME_STEP semantics plus a ``valid`` mask (docs/DESIGN.md §6).
 
-Observations are flattened to float32 ``[N, D]``; ``Discrete`` observations are one-hot
-encoded; ``uint8`` image observations (a Box of bounds 0..255, e.g. Atari frames) are scaled
-to [0, 1] as SB3 does. Other observation spaces are refused with a clear error.
+Observations are flattened to ``[N, D]`` rows (:class:`ObsEncoder`): float32 features, one-hot
+``Discrete`` observations, and image frames (3-D ``uint8``/``bool`` boxes: Atari, MinAtar) as
+channel-first ``uint8`` pixels that the agent's convolutional encoder reads
+(:mod:`gumbel_ac.encoders`). Other observation spaces are refused with a clear error.
 
 Ids from other packages (:mod:`gumbel_ac.envpkgs`): ``module:EnvId`` imports ``module`` first
 as ``gymnasium.make`` does; ``ALE/`` and ``MinAtar/`` ids register their package on demand;
@@ -77,24 +78,67 @@ ATARI_SCREEN_SIZE = 84
 ATARI_FRAME_STACK = 4
 
 
-class ObsEncoder:
-    """Flattens Box observations (uint8 images scaled to [0, 1]) and one-hot encodes Discrete ones, on tensors."""
+def image_layout(space: gym.Space[Any], layout: str | None = None) -> tuple[tuple[int, int, int], bool] | None:
+    """``((C, H, W), channels_last)`` for image observations, else None.
 
-    def __init__(self, space: gym.Space[Any]) -> None:
+    An image is a 3-D ``Box`` of ``uint8`` (Atari frames, 0..255; MinAtar grids as 0/1 bytes)
+    or ``bool`` (the ``minatar`` package's grids). ``layout`` ("CHW" or "HWC") is what the env
+    says it emits; without it the channel axis is the smallest one (SB3's
+    ``is_image_space_channels_first`` rule), with ties going to the last axis -- Gymnasium's
+    ``H x W x C`` convention, so MinAtar Seaquest's 10x10x10 grid is read as 10 channels last.
+    """
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 3:
+        return None
+    if space.dtype not in (np.uint8, np.bool_):
+        return None
+    a, b, c = (int(n) for n in space.shape)
+    if layout is None:
+        layout = "HWC" if c <= a and c <= b else ("CHW" if a <= b and a <= c else "HWC")
+    if layout == "CHW":
+        return (a, b, c), False
+    if layout == "HWC":
+        return (c, a, b), True
+    raise ValueError(f"image layout must be 'CHW' or 'HWC', got {layout!r}")
+
+
+class ObsEncoder:
+    """Observations as the agent's flat rows ``[N, D]``, on tensors.
+
+    * ``Discrete``: one-hot float rows.
+    * Images (:func:`image_layout`): the frame in ``C x H x W`` order, flattened, kept as
+      ``uint8`` (bool grids become 0/1 bytes): the replay stores one byte per pixel and the
+      agent's encoder converts (``pixel_scale``: 1/255 for 0..255 frames, else 1).
+    * Other ``Box``/``MultiBinary``: flattened float32 (``uint8`` 0..255 vectors scaled to [0, 1]
+      as SB3 does).
+    """
+
+    def __init__(self, space: gym.Space[Any], layout: str | None = None) -> None:
         self.scale = 1.0
+        self.dtype = torch.float32
+        #: ``(C, H, W)`` of image observations (None for vectors), and whether the env's frames
+        #: are channel-last (then permuted to channel-first here).
+        self.image_shape: tuple[int, int, int] | None = None
+        self.channels_last = False
+        #: The factor the agent applies to integer pixels (1/255 for 0..255 frames).
+        self.pixel_scale = 1.0
         if isinstance(space, gym.spaces.Discrete):
             self.kind, self.n, self.start = "discrete", int(space.n), int(space.start)
             self.dim = self.n
         elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
             self.kind = "box"
             self.dim = int(np.prod(space.shape)) if space.shape else 1
-            # uint8 images (SB3's is_image_space test: uint8 within 0..255) are scaled to [0, 1].
-            if (
+            image = image_layout(space, layout)
+            full_range = (
                 isinstance(space, gym.spaces.Box)
                 and space.dtype == np.uint8
                 and np.all(space.low == 0)
                 and np.all(space.high == 255)
-            ):
+            )
+            if image is not None:
+                self.kind, self.dtype = "image", torch.uint8
+                self.image_shape, self.channels_last = image
+                self.pixel_scale = 1.0 / 255.0 if full_range else 1.0
+            elif full_range:  # uint8 vectors (SB3's is_image_space test without the 3-D shape)
                 self.scale = 1.0 / 255.0
         else:
             raise UnsupportedSpaceError(
@@ -105,6 +149,9 @@ class ObsEncoder:
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         if self.kind == "discrete":
             return torch.nn.functional.one_hot(obs.reshape(-1).long() - self.start, self.n).float()
+        if self.kind == "image":
+            frames = obs.permute(0, 3, 1, 2) if self.channels_last else obs
+            return frames.reshape(obs.shape[0], -1).to(torch.uint8)
         flat = obs.reshape(obs.shape[0], -1).float()
         return flat * self.scale if self.scale != 1.0 else flat
 
@@ -238,7 +285,8 @@ class TorchVectorAdapter:
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
         self.action_spec = ActionSpec.from_space(env.single_action_space)
-        self.encode = ObsEncoder(env.single_observation_space)
+        # Our envs' image observations are channel-first (envs/minatar.py).
+        self.encode = ObsEncoder(env.single_observation_space, layout="CHW")
         self.obs_dim = self.encode.dim
 
     def reset(self, *, seed: int | None = None) -> torch.Tensor:

@@ -274,7 +274,9 @@ def test_atari_env_is_preprocessed() -> None:
         assert pre.noop_max == 30 and not pre.terminal_on_life_loss
         assert env.obs_dim == 4 * 84 * 84 and env.action_spec.nvec == (6,)
         obs = env.reset(seed=0)
-        assert obs.shape == (1, 4 * 84 * 84) and 0.0 <= float(obs.min()) and float(obs.max()) <= 1.0
+        # uint8 rows, channel-first; the agent's Nature CNN scales them by 1/255.
+        assert obs.shape == (1, 4 * 84 * 84) and obs.dtype == torch.uint8 and int(obs.max()) > 0
+        assert env.encode.image_shape == (4, 84, 84) and env.encode.pixel_scale == 1 / 255
     finally:
         env.close()
     assert isinstance(ale_py.__version__, str)

@@ -211,6 +211,7 @@ class GumbelAC(OffPolicyAlgorithm):
             updates_per_step=max(int(self.gradient_steps), 1),
             target_update_rate=float(self.target_update_rate),
             hidden_sizes=tuple(int(w) for w in net_arch),
+            encoder=(self.policy_kwargs or {}).get("encoder") or "mlp",
             alpha=float(self.alpha),
             autotune_alpha=bool(self.autotune_alpha),
             target_entropy_ratio=float(self.target_entropy_ratio),

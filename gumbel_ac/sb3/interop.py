@@ -12,7 +12,9 @@ Two formats, two trust levels:
 :class:`~gumbel_ac.config.Config`, the spaces); :func:`from_checkpoint` reads one with
 :func:`gumbel_ac.checkpoint.load_run` and returns a ``GumbelAC`` ready to predict or to
 continue training (fresh optimizer and replay: the native checkpoint stores weights).
-CnnPolicy models cannot be exported: the native agent has no features extractor.
+CnnPolicy models cannot be exported (SB3's extractors are not the native agent's); an
+MlpPolicy with ``policy_kwargs=dict(encoder="auto")`` holds the native convolutional agent on
+image observations and exports like any other.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def export_checkpoint(
             "which the native checkpoint format (actor and critics on flat observations) cannot hold. "
             "Use model.save() for it (SB3's .zip: trusted files only)."
         )
-    if is_image_space(model.observation_space) and policy.normalize_images:
+    if is_image_space(model.observation_space) and policy.normalize_images and policy.encoder is None:
         raise ValueError(
             "export_checkpoint: this MlpPolicy divides image observations by 255 (normalize_images=True) "
             "and the native evaluator does not; train with policy_kwargs=dict(normalize_images=False) to export"
@@ -152,6 +154,8 @@ def from_checkpoint(
         seed=cfg.seed,
         policy_kwargs=dict(net_arch=list(cfg.hidden_sizes)),
     )
+    if loaded.agent.image_shape is not None:  # the native rows and encoder, as trained
+        params["policy_kwargs"]["encoder"] = loaded.agent.encoder_kind
     params.update(kwargs)
     model = GumbelAC("MlpPolicy", env, device=device, **params)
     check_spaces_match(loaded.meta, describe_spaces(model.observation_space, model.action_space), env_name)

@@ -48,7 +48,9 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.distributions import ActionSpec
+from gumbel_ac.encoders import resolve_kind
 from gumbel_ac.networks import Actor, TwinCritic
+from gumbel_ac.vector import ObsEncoder
 
 
 class FeatureActor(nn.Module):
@@ -98,6 +100,18 @@ class FeatureCritic(nn.Module):
                 return self.extractor(obs)
         return self.extractor(obs)
 
+    def encode(self, obs: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        """The extractor's features ``[B, D]`` (the losses' :meth:`TwinCritic.encode`)."""
+        return self.twin.encode(self._features(obs, detach), detach)
+
+    def q(self, feat_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i`` of encoded states at ``action``: ``[2, B]``."""
+        return self.twin.q(feat_BD, action_BK, detach_params)
+
+    def q_all(self, feat_BD: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """``Q_i`` of encoded states at every joint action: ``[2, B, J]``."""
+        return self.twin.q_all(feat_BD, joint_onehot_JK, detach_params)
+
     def forward(self, obs: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """``Q_i(s, a)`` for both critics: ``[2, B]``."""
         return self.twin(self._features(obs, detach_params), action_BK, detach_params=detach_params)
@@ -125,6 +139,10 @@ class GumbelACPolicy(BasePolicy):
         normalize_images: divide image observations by 255 (SB3's ``preprocess_obs``).
         share_features_extractor: one extractor for actor and critic, trained by the critic
             loss only (see the module docstring); ignored by MlpPolicy.
+        encoder: with MlpPolicy, the native agent's own encoder ("auto", "mlp", "nature",
+            "minatar"; :mod:`gumbel_ac.encoders`) on the native trainer's observation rows, so
+            the agent is exactly a native one and exports to a checkpoint; None = SB3's
+            preprocessing and a flat MLP.
         alpha: initial entropy coefficient (0 disables the entropy bonus; needs the
             algorithm's ``autotune_alpha=False``).
         target_entropy_ratio: target entropy as a fraction of ``sum_h log(A_h)``.
@@ -147,6 +165,7 @@ class GumbelACPolicy(BasePolicy):
         share_features_extractor: bool = True,
         alpha: float = 0.05,
         target_entropy_ratio: float = 0.1,
+        encoder: str | None = None,
     ) -> None:
         super().__init__(
             observation_space,
@@ -168,6 +187,17 @@ class GumbelACPolicy(BasePolicy):
         self.alpha_init = float(alpha)
         self.target_entropy_ratio = float(target_entropy_ratio)
         self.spec = ActionSpec.from_space(action_space)
+        self.encoder = encoder
+        #: The native trainer's observation rows (image frames as channel-first uint8), used
+        #: instead of SB3's preprocessing when ``encoder`` is set.
+        self.native_obs: ObsEncoder | None = None
+        if encoder is not None:
+            if features_extractor_class is not FlattenExtractor:
+                raise ValueError(
+                    f"encoder={encoder!r} is the native agent's own encoder: use it with MlpPolicy "
+                    f"(FlattenExtractor), not {features_extractor_class.__name__}"
+                )
+            self.native_obs = ObsEncoder(observation_space)
         self._build()
 
     # ------------------------------------------------------------------ construction
@@ -178,12 +208,16 @@ class GumbelACPolicy(BasePolicy):
 
     def _build(self) -> None:
         extractor = self.make_features_extractor()
+        native = self.native_obs
         agent = make_agent(
-            obs_dim=int(extractor.features_dim),
+            obs_dim=int(extractor.features_dim) if native is None else native.dim,
             spec=self.spec,
             hidden_sizes=self.net_arch,
             alpha=self.alpha_init if self.alpha_init > 0 else 1e-8,
             target_entropy_ratio=self.target_entropy_ratio,
+            encoder="mlp" if native is None or self.encoder is None else resolve_kind(self.encoder, native.image_shape),
+            image_shape=None if native is None else native.image_shape,
+            pixel_scale=1.0 if native is None else native.pixel_scale,
         )
         if self.alpha_init == 0:
             # As the native trainer: alpha = 0 means no entropy term at all.
@@ -213,6 +247,7 @@ class GumbelACPolicy(BasePolicy):
                 share_features_extractor=self.share_features_extractor,
                 alpha=self.alpha_init,
                 target_entropy_ratio=self.target_entropy_ratio,
+                encoder=self.encoder,
             )
         )
         return data
@@ -231,6 +266,9 @@ class GumbelACPolicy(BasePolicy):
         images by 255; the MLP path then flattens to ``[B, D]`` (the native ``ObsEncoder``
         does the same for Box and Discrete observations).
         """
+        if self.native_obs is not None:
+            assert isinstance(obs, torch.Tensor), "dict observations are not supported"
+            return self.native_obs(obs)
         x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
         assert isinstance(x, torch.Tensor), "dict observations are not supported"
         return self.flatten(x) if self.is_plain else x
