@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from gumbel_ac.distributions import ActionSpec, sample_gumbel
-from gumbel_ac.encoders import EncoderKind, make_encoder
+from gumbel_ac.encoders import DetachedEncoder, EncoderKind, make_encoder
 from gumbel_ac.networks import Actor, TwinCritic
 
 
@@ -76,6 +76,8 @@ class Agent(nn.Module):
         image_shape: ``(C, H, W)`` of image observations (rows are these frames flattened);
             required by the convolutional encoders.
         pixel_scale: factor turning integer pixels into floats (1/255 for 0..255 frames).
+        share_encoder: the actor reads the critic's encoder, detached, instead of its own
+            (:class:`~gumbel_ac.encoders.DetachedEncoder`); no effect with the "mlp" encoder.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Agent(nn.Module):
         encoder: EncoderKind = "mlp",
         image_shape: Sequence[int] | None = None,
         pixel_scale: float = 1.0,
+        share_encoder: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -96,12 +99,17 @@ class Agent(nn.Module):
         self.encoder_kind: EncoderKind = encoder
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
         self.pixel_scale = float(pixel_scale)
-        self.actor = Actor(
+        self.share_encoder = bool(share_encoder) and encoder != "mlp"
+        critic = TwinCritic(
             obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
         )
-        self.critic = TwinCritic(
-            obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+        actor_encoder = (
+            DetachedEncoder(critic.encoder)
+            if self.share_encoder
+            else make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
         )
+        self.actor = Actor(obs_dim, spec.num_logits, hidden_sizes, actor_encoder)
+        self.critic = critic
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha) if alpha > 0 else -math.inf))
@@ -183,6 +191,7 @@ def make_agent(
     encoder: EncoderKind = "mlp",
     image_shape: Sequence[int] | None = None,
     pixel_scale: float = 1.0,
+    share_encoder: bool = False,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -194,4 +203,5 @@ def make_agent(
         encoder=encoder,
         image_shape=image_shape,
         pixel_scale=pixel_scale,
+        share_encoder=share_encoder,
     )

@@ -152,6 +152,7 @@ def save_checkpoint(
                 "kind": agent.encoder_kind,
                 "image_shape": list(agent.image_shape) if agent.image_shape is not None else None,
                 "pixel_scale": agent.pixel_scale,
+                "shared": agent.share_encoder,
             },
             "action_nvec": [int(n) for n in agent.spec.nvec],
             "spaces": spaces,
@@ -412,7 +413,7 @@ def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
                 f"{path}: this checkpoint was trained on image observations before image encoders "
                 "existed (its rows were float pixels); retrain it with this version"
             )
-        return {"kind": "mlp", "image_shape": None, "pixel_scale": 1.0}
+        return {"kind": "mlp", "image_shape": None, "pixel_scale": 1.0, "shared": False}
     if not isinstance(enc, dict) or enc.get("kind") not in ("mlp", "nature", "minatar"):
         raise CheckpointError(f"{path}: field 'encoder' must name an encoder (mlp, nature or minatar)")
     shape, scale = enc.get("image_shape"), enc.get("pixel_scale")
@@ -427,7 +428,10 @@ def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: encoder {enc['kind']!r} needs an image_shape")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0.0 < scale <= 1.0):
         raise CheckpointError(f"{path}: encoder pixel_scale must be a number in (0, 1]")
-    return {"kind": enc["kind"], "image_shape": shape, "pixel_scale": float(scale)}
+    shared = enc.get("shared", False)
+    if not isinstance(shared, bool):
+        raise CheckpointError(f"{path}: encoder shared must be true or false")
+    return {"kind": enc["kind"], "image_shape": shape, "pixel_scale": float(scale), "shared": shared}
 
 
 def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None) -> dict[str, torch.Tensor]:
@@ -477,6 +481,7 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         encoder=meta["encoder"]["kind"],
         image_shape=meta["encoder"]["image_shape"],
         pixel_scale=meta["encoder"]["pixel_scale"],
+        share_encoder=meta["encoder"]["shared"],
     )
 
 

@@ -216,6 +216,10 @@ class Config:
     auto = a convolutional net for image observations (3-D uint8/bool boxes: "nature", Mnih et al.
     2015, for frames of 36x36 and up such as Atari; "minatar", Young & Tian 2019, for small grids
     such as MinAtar's 10x10) and "mlp" (the flat row) for everything else."""
+    share_encoder: bool = False
+    """With a convolutional encoder: the actor reads the critic's encoder features, detached,
+    instead of having its own (SAC-AE/DrQ; fewer weights and no actor backward through the
+    convolutions). Off = separate encoders, SB3's and CleanRL's sac_atari default."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of each critic: 1 to 16 layers, each 1 to 65536 wide
     (and the networks must fit the device's free memory: checked at start)."""

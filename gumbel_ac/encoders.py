@@ -17,9 +17,11 @@ replay buffer holds one byte per pixel (a 100k-transition replay of 4x84x84 Atar
   128-unit linear layer.
 
 ``auto`` (the default) picks ``nature`` or ``minatar`` for image observations by their size and
-``mlp`` for everything else (:func:`resolve_kind`). The actor and the critics have separate
-encoders (SB3's default for its off-policy algorithms, ``share_features_extractor=False``); the
-two twin critics share one, and the target critics have their own Polyak-averaged copy.
+``mlp`` for everything else (:func:`resolve_kind`). By default the actor and the critics have
+separate encoders (SB3's default for its off-policy algorithms, ``share_features_extractor=False``;
+CleanRL's ``sac_atari`` too), each trained by its own loss; ``share_encoder`` gives the actor a
+detached view of the critic's (:class:`DetachedEncoder`, SAC-AE/DrQ). The two twin critics share
+one encoder, and the target critics have their own Polyak-averaged copy.
 
 Shape legend: ``B`` batch, ``D`` flat observation size, ``F`` encoder features.
 """
@@ -152,6 +154,28 @@ class NatureEncoder(_ConvEncoder):
         self.out_dim = int(features)
 
 
+class DetachedEncoder(nn.Module):
+    """Another network's encoder, read without gradient: the actor's view of the critic's
+    encoder when they share one (SAC-AE, Yarats et al. 2019, arXiv:1910.01741, and DrQ,
+    Kostrikov et al. 2020, arXiv:2004.13649: the encoder learns from the critic's TD loss only).
+
+    The source is held as a plain attribute, not a submodule: its parameters stay the critic's
+    alone (one copy in the flat buffers and the checkpoint; ``agent.to()`` moves it with the
+    critic).
+    """
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "source", source)
+        self.out_dim = out_dim(source)
+
+    def forward(self, obs_BD: torch.Tensor) -> torch.Tensor:
+        source = self.source
+        assert isinstance(source, nn.Module)
+        with torch.no_grad():
+            return source(obs_BD)
+
+
 def make_encoder(
     kind: EncoderKind, obs_dim: int, image_shape: Sequence[int] | None, scale: float
 ) -> FlatEncoder | MinAtarEncoder | NatureEncoder:
@@ -176,6 +200,7 @@ def conv_activation_elems(encoder: nn.Module) -> int:
 
 
 __all__ = [
+    "DetachedEncoder",
     "NATURE_MIN_SIDE",
     "EncoderKind",
     "FlatEncoder",

@@ -313,6 +313,7 @@ class _Run:
             encoder=encoder,
             image_shape=self.env.encode.image_shape,
             pixel_scale=self.env.encode.pixel_scale,
+            share_encoder=config.share_encoder,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all

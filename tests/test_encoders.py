@@ -176,7 +176,7 @@ def test_minatar_run_saves_and_loads_its_encoder(tmp_path: Path) -> None:
     assert agent.encoder_kind == "minatar" and isinstance(agent.actor.encoder, MinAtarEncoder)
     ckpt = sorted((tmp_path / "mb" / "checkpoints").iterdir())[-1]
     meta = json.loads((ckpt / "meta.json").read_text())
-    assert meta["encoder"] == {"kind": "minatar", "image_shape": [4, 10, 10], "pixel_scale": 1.0}
+    assert meta["encoder"] == {"kind": "minatar", "image_shape": [4, 10, 10], "pixel_scale": 1.0, "shared": False}
     meta["encoder"]["image_shape"] = [4, 10, 11]
     (ckpt / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="image_shape"):
@@ -317,3 +317,38 @@ def test_sb3_mlp_policy_with_the_native_encoder_exports_and_reloads(tmp_path: Pa
     assert torch.equal(loaded.agent.actor(rows), agent.actor(rows))
     back = from_checkpoint(ckpt, env)
     assert torch.equal(back.policy.agent.actor(rows), agent.actor(rows))
+
+
+def test_shared_encoder_is_the_critics_read_detached(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    spec = ActionSpec.from_space(gym.spaces.Discrete(3))
+    agent = Agent(400, spec, (32,), encoder="minatar", image_shape=(4, 10, 10), share_encoder=True)
+    conv_params = {id(p) for p in agent.critic.encoder.parameters()}
+    assert not conv_params & {id(p) for p in agent.actor.parameters()}  # one copy of the conv weights
+    batch = _image_batch()
+    logits = agent.actor(batch.obs_BD)
+    expected = agent.actor.net(agent.critic.encoder(batch.obs_BD))
+    assert torch.equal(logits, expected)
+    logits.sum().backward()  # the actor's loss never reaches the shared encoder
+    assert all(p.grad is None for p in agent.critic.encoder.parameters())
+    import copy
+
+    twin = copy.deepcopy(agent)
+    assert twin.actor.encoder.source is twin.critic.encoder  # the copy shares its own encoder
+    config = Config(
+        env="gumbel_ac/MinAtar-Breakout-v1",
+        share_encoder=True,
+        total_steps=300,
+        learning_starts=100,
+        batch_size=16,
+        eval_every=300,
+        final_eval_episodes=1,
+        eval_episodes=1,
+        hidden_sizes=(32,),
+        progress=False,
+        runs_dir=str(tmp_path),
+        run_name="shared",
+    )
+    train(config)
+    loaded = load_run(tmp_path / "shared").agent
+    assert loaded.share_encoder and loaded.actor.encoder.source is loaded.critic.encoder
