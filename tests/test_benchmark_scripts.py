@@ -69,3 +69,10 @@ def test_collapse_quick_mode_prints_the_reliability_table(tmp_path: Path) -> Non
     assert all(r["logs"] and {"alpha", "entropy", "critic_loss", "q_mean"} <= set(r["logs"][-1]) for r in saved["runs"])
     again = _run("benchmarks/collapse.py", "--report", str(out_json))
     assert "| 3,000 | " in again, again
+
+
+def test_encoder_cost_reports_both_variants() -> None:
+    out = _run("benchmarks/encoder_cost.py", "--only", "minatar", "--batch-size", "4", "--blocks", "1", "--steps", "1")
+    assert "cpu capability" in out
+    row = re.search(r"^\| minatar \| 4 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \|$", out, re.MULTILINE)
+    assert row is not None and float(row.group(1)) > 0 and float(row.group(2)) > 0, out
