@@ -16,9 +16,9 @@ steps: (vector steps x N) / seconds.
     python benchmarks/env_throughput.py --device cuda --sizes 4096 65536 1048576
 
 MinAtar rows (``--minatar``): ``gumbel_ac/MinAtar-<Game>-v1`` eager and compiled (``--no-compile``
-skips the ~30-50 s compilations) against the reference ``minatar`` package (1.0.15) stepped
-through Gymnasium's ``SyncVectorEnv`` (``MinAtar/<Game>-v1``) at the same N, random actions,
-sticky actions on (0.1) on both sides:
+skips the compilations: 30 s to several minutes each on 2 cores, Seaquest's the longest) against
+the reference ``minatar`` package (1.0.15) stepped through Gymnasium's ``SyncVectorEnv``
+(``MinAtar/<Game>-v1``) at the same N, random actions, sticky actions on (0.1) on both sides:
 
     python benchmarks/env_throughput.py --minatar --quick
     python benchmarks/env_throughput.py --minatar --games Breakout --sizes 256 4096 65536
@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="our state dtype")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference rows")
     p.add_argument("--minatar", action="store_true", help="MinAtar rows instead of CartPole")
-    p.add_argument("--games", nargs="+", default=["Breakout", "Freeway", "Asterix", "SpaceInvaders"])
+    p.add_argument("--games", nargs="+", default=["Breakout", "Freeway", "Asterix", "SpaceInvaders", "Seaquest"])
     p.add_argument("--no-compile", action="store_true", help="MinAtar: eager rows only")
     p.add_argument("--ref-max-n", type=int, default=4096, help="MinAtar: largest N for the reference")
     args = p.parse_args()
