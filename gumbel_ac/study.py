@@ -610,20 +610,28 @@ def comparisons_for(task: Task) -> list[Comparison]:
     cells = [c for c in cells_for(task) if c.estimator in FACTORIAL]
     out: list[Comparison] = []
 
-    def contrast(factor: str, key: Callable[[Cell], str], levels: Sequence[str]) -> None:
+    def contrast(factor: str, axis: int, levels: Sequence[str]) -> None:
+        """Levels ``a`` vs ``b`` of the factor at position ``axis`` of (act, Q point, backward);
+        the cells of each side sorted by the other two positions, so column i of ``a`` and of
+        ``b`` differ in this factor alone."""
+
+        def levels_of(c: Cell) -> tuple[str, str, str]:
+            return (c.act, c.q_point or "", c.backward or "")
+
         def others(c: Cell) -> tuple[str, ...]:
-            return tuple(v for v in (c.act, c.q_point or "", c.backward or "") if v != key(c))
+            values = levels_of(c)
+            return values[:axis] + values[axis + 1 :]
 
         for i, a in enumerate(levels):
             for b in levels[i + 1 :]:
-                cells_a = sorted((c for c in cells if key(c) == a), key=others)
-                cells_b = sorted((c for c in cells if key(c) == b), key=others)
+                cells_a = sorted((c for c in cells if levels_of(c)[axis] == a), key=others)
+                cells_b = sorted((c for c in cells if levels_of(c)[axis] == b), key=others)
                 out.append(Comparison(task.name, factor, a, b, tuple(cells_a), tuple(cells_b)))
 
     if task.kind == "rl":
-        contrast("acting", lambda c: c.act, ACTS)
-    contrast("Q evaluation point", lambda c: c.q_point or "", ("sampled", "mode"))
-    contrast("backward softmax", lambda c: c.backward or "", ("noisy", "noise-free"))
+        contrast("acting", 0, ACTS)
+    contrast("Q evaluation point", 1, ("sampled", "mode"))
+    contrast("backward softmax", 2, ("noisy", "noise-free"))
     act = ACTS[0] if task.kind == "rl" else NO_ACT
     for ref in REFERENCES:
         out.append(Comparison(task.name, "reference", ref, "gumbel-st", (Cell(act, ref),), (Cell(act, "gumbel-st"),)))
