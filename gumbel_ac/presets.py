@@ -27,6 +27,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # separately, and keeps the default widths).
     "gumbel_ac/Dials-v0": {"gamma": 0.0, "hidden_sizes": (128, 128)},
     "gumbel_ac/Bandit-v0": {"gamma": 0.0},
+    # MinAtar (our batched torch ids and the minatar package's): not tuned. The image encoder
+    # (gumbel_ac/encoders.py, "minatar": one 16-filter 3x3 convolution) followed by one
+    # 128-unit hidden layer is the network of the MinAtar paper (Young & Tian 2019,
+    # arXiv:1903.03176, section 4); everything else stays at the defaults.
+    **{
+        env_id: {"hidden_sizes": (128,)}
+        for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+        for env_id in (
+            f"gumbel_ac/MinAtar-{game}-v0",
+            f"gumbel_ac/MinAtar-{game}-v1",
+            f"MinAtar/{game}-v0",
+            f"MinAtar/{game}-v1",
+        )
+    },
 }
 
 
