@@ -55,6 +55,11 @@ signed-rank p-value on the per-seed paired differences, and all the study's p-va
 task, both metrics) are adjusted together by Holm's step-down method (Holm 1979), which
 controls the family-wise error rate.
 
+Diagnostic, not pre-registered and not tested for: at every evaluation point of an RL run, the
+mean cosine between the actor's batch gradient (one estimator draw per state) and the exact
+gradient w.r.t. the logits, on 32 states the policy visits, with the run's own critic
+(:func:`gradient_cosine`; the ``grad cos vs exact`` column).
+
 Outputs in ``--out`` (default ``runs/study``): ``runs/<run>.json`` (one per run: its spec, its
 curves and metrics; a run whose file exists is not trained again, so an interrupted study
 resumes), the RL runs' folders under ``runs/`` (metrics.jsonl and the final checkpoint),
@@ -265,6 +270,10 @@ class RunResult:
     final: float
     wall_seconds: float
     extra: dict[str, float] = field(default_factory=dict)
+    cosine_curve: list[float] = field(default_factory=list)
+    """Diagnostic, not pre-registered (RL runs): at each evaluation point, the mean cosine
+    between the actor's batch gradient (one estimator draw per state) and the exact gradient,
+    w.r.t. the logits, at states the policy visits (:func:`gradient_cosine`)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -281,6 +290,7 @@ class RunResult:
             final=float(data["final"]),
             wall_seconds=float(data["wall_seconds"]),
             extra={k: float(v) for k, v in data.get("extra", {}).items()},
+            cosine_curve=[_finite_or_nan(v) for v in data.get("cosine_curve", [])],
         )
 
     def metric(self, name: str) -> float:
@@ -334,6 +344,40 @@ def _run_distill(spec: RunSpec, task: Task) -> RunResult:
     )
 
 
+#: States and estimator draws of the gradient-cosine diagnostic at each evaluation point.
+COSINE_STATES = 32
+COSINE_DRAWS = 16
+
+
+def gradient_cosine(agent: Any, task: Task, estimator: str, tau: float, *, seed: int) -> float:
+    """Mean cosine between the estimator's batch gradient and the exact one, w.r.t. the logits.
+
+    ``COSINE_STATES`` states are drawn from the policy's own rollouts (the lab's
+    ``collect_states``; replay is not kept, so visited states stand in for a replay batch), the
+    objective is the agent's critic ``min_i Q_i(s, .)`` (the lab's ``agent_problem``), and each of
+    ``COSINE_DRAWS`` draws gives one batch gradient ``[S, K]`` -- one estimator sample per state,
+    as in an actor update -- whose cosine with the exact ``[S, K]`` (``exact``, the sum over
+    actions) is averaged. 1 for ``exact``; near 0 for a gradient that is mostly noise.
+    """
+    import torch  # noqa: PLC0415
+
+    from gumbel_ac.lab import Variant, draw_gradients, exact_gradient  # noqa: PLC0415
+    from gumbel_ac.lab_problems import agent_problem, collect_states  # noqa: PLC0415
+    from gumbel_ac.vector import make_env  # noqa: PLC0415
+
+    env = make_env(task.env, num_envs=8, device="cpu", seed=seed, **json.loads(task.env_kwargs or "{}"))
+    try:
+        states = collect_states(agent, env, num_states=COSINE_STATES, rollout_steps=16, seed=seed)
+    finally:
+        env.close()
+    problem = agent_problem(agent, states)
+    exact_SK = exact_gradient(problem)
+    grads_SMK = draw_gradients(problem, Variant(estimator), tau, draws=COSINE_DRAWS, seed=seed)
+    batch_MX = grads_SMK.transpose(0, 1).reshape(COSINE_DRAWS, -1).double()
+    cos_M = torch.nn.functional.cosine_similarity(batch_MX, exact_SK.reshape(1, -1).double(), dim=-1, eps=1e-30)
+    return float(cos_M.mean())
+
+
 def _run_rl(spec: RunSpec, task: Task, runs_dir: Path) -> RunResult:
     from gumbel_ac.checkpoint import list_checkpoints, load_run, read_meta  # noqa: PLC0415
     from gumbel_ac.config import Config  # noqa: PLC0415
@@ -373,6 +417,7 @@ def _run_rl(spec: RunSpec, task: Task, runs_dir: Path) -> RunResult:
     env_kwargs = eval_env_kwargs(config.eval_env_kwargs())
     steps: list[int] = []
     curve: list[float] = []
+    cosines: list[float] = []
     checkpoints = list_checkpoints(saved)
     for ckpt in checkpoints:
         step = int(read_meta(ckpt)["step"])
@@ -389,6 +434,7 @@ def _run_rl(spec: RunSpec, task: Task, runs_dir: Path) -> RunResult:
         )
         steps.append(step)
         curve.append(float(np.mean(returns)))
+        cosines.append(gradient_cosine(agent, task, spec.estimator, spec.tau, seed=EVAL_SEED_BASE + spec.seed))
     for ckpt in checkpoints[:-1]:  # keep the final checkpoint only (eval.py works on the folder)
         shutil.rmtree(ckpt, ignore_errors=True)
     if not curve:
@@ -400,6 +446,7 @@ def _run_rl(spec: RunSpec, task: Task, runs_dir: Path) -> RunResult:
         auc=float(np.mean(curve)),
         final=_finite_or_nan(result.final_mean),
         wall_seconds=time.perf_counter() - tic,
+        cosine_curve=cosines,
     )
 
 
@@ -663,6 +710,8 @@ class CellRow:
     low: float
     high: float
     mean: float
+    grad_cosine: float = math.nan
+    """Mean over seeds and evaluation points of the gradient-cosine diagnostic (RL tasks)."""
 
 
 @dataclass
@@ -686,6 +735,11 @@ class EffectRow:
     p_improve_high: float
     p_value: float
     p_holm: float = math.nan
+
+
+def _mean_cosine(results: Sequence[RunResult]) -> float:
+    curves = [v for r in results for v in r.cosine_curve if math.isfinite(v)]
+    return float(np.mean(curves)) if curves else math.nan
 
 
 def cell_rows(
@@ -714,6 +768,7 @@ def cell_rows(
                     low,
                     high,
                     float(scores.mean()),
+                    _mean_cosine(mine),
                 )
             )
     return rows
@@ -931,6 +986,8 @@ def _run_row(r: RunResult) -> dict[str, Any]:
     row: dict[str, Any] = dataclasses.asdict(r.spec)
     row.update(name=r.spec.name, auc=r.auc, final=r.final, wall_seconds=round(r.wall_seconds, 3))
     row.update(r.extra)
+    if r.cosine_curve:
+        row["grad_cosine_mean"] = float(np.mean(r.cosine_curve))
     return row
 
 
@@ -945,8 +1002,8 @@ def markdown_tables(cells: Sequence[CellRow], effects: Sequence[EffectRow]) -> s
         optimum = TASKS[task].optimum
         lines.append(f"### {task}" + (f" (best sampled-policy score {optimum:g})" if math.isfinite(optimum) else ""))
         lines.append("")
-        lines.append("| cell | tau | actor lr | seeds | AUC IQM [95% CI] | final IQM [95% CI] |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| cell | tau | actor lr | seeds | AUC IQM [95% CI] | final IQM [95% CI] | grad cos vs exact |")
+        lines.append("|---|---|---|---|---|---|---|")
         by_cell: dict[str, dict[str, CellRow]] = {}
         for c in cells:
             if c.task == task:
@@ -956,7 +1013,7 @@ def markdown_tables(cells: Sequence[CellRow], effects: Sequence[EffectRow]) -> s
             tau = "-" if a.estimator in TAU_FREE else f"{a.tau:g}"
             lines.append(
                 f"| {label} | {tau} | {a.lr:g} | {a.seeds} | {_f(a.iqm)} [{_f(a.low)}, {_f(a.high)}] | "
-                f"{_f(f.iqm)} [{_f(f.low)}, {_f(f.high)}] |"
+                f"{_f(f.iqm)} [{_f(f.low)}, {_f(f.high)}] | {_f(a.grad_cosine, 2)} |"
             )
         lines.append("")
         lines.append(

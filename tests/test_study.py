@@ -264,6 +264,11 @@ def test_quick_study_writes_every_output(quick_run: tuple[Path, study.StudyResul
         assert len(run["eval_steps"]) == len(run["sampled_curve"]) >= 2
         assert run["auc"] == pytest.approx(float(np.mean(run["sampled_curve"])))
     pennies = [r for r in runs if r["spec"]["task"] == "pennies2"]
+    for r in pennies:  # the gradient-cosine diagnostic, one value per evaluation point
+        assert len(r["cosine_curve"]) == len(r["eval_steps"])
+        assert all(-1.0 - 1e-9 <= c <= 1.0 + 1e-9 for c in r["cosine_curve"])
+        if r["spec"]["estimator"] == "exact":
+            assert all(c == pytest.approx(1.0) for c in r["cosine_curve"])
     assert all(0.0 <= r["auc"] <= 32.0 and 0.0 <= r["final"] <= 32.0 for r in pennies)
     assert all(r["eval_steps"][-1] >= 800 for r in pennies)
     distill = [r for r in runs if r["spec"]["task"] == "distill16"]
@@ -317,3 +322,18 @@ def test_quick_study_resumes_without_training(quick_run: tuple[Path, study.Study
     assert study.load_finished(stored, mine.spec) == mine
     other = dataclasses.replace(mine.spec, lr=mine.spec.lr * 2)
     assert study.load_finished(stored, other) is None
+
+
+def test_gradient_cosine_is_one_for_exact_and_below_for_samplers() -> None:
+    import torch
+
+    from gumbel_ac.agent import make_agent
+    from gumbel_ac.distributions import ActionSpec
+
+    torch.manual_seed(0)
+    agent = make_agent(obs_dim=3, spec=ActionSpec((16,)), hidden_sizes=(16,), alpha=0.05, target_entropy_ratio=0.1)
+    task = TASKS["bandit16"]
+    assert study.gradient_cosine(agent, task, "exact", 1.0, seed=0) == pytest.approx(1.0)
+    sampled = study.gradient_cosine(agent, task, "score-sampled", 1.0, seed=0)
+    assert -1.0 <= sampled < 0.99
+    assert sampled == study.gradient_cosine(agent, task, "score-sampled", 1.0, seed=0)  # seeded
