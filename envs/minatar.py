@@ -9,8 +9,9 @@ torch env used).
 
 Ids: ``gumbel_ac/MinAtar-<Game>-v0`` (all 6 actions ``n l u r d f``, as ``MinAtar/<Game>-v0``)
 and ``-v1`` (the game's minimal action set, as ``MinAtar/<Game>-v1``), for Breakout, Freeway,
-Asterix and SpaceInvaders. Like the reference's Gymnasium registration there is no time limit
-(``max_episode_steps=None``); Freeway ends by itself after 2501 steps.
+Asterix and SpaceInvaders here and Seaquest in ``minatar_seaquest.py``. Like the reference's
+Gymnasium registration there is no time limit (``max_episode_steps=None``); Freeway ends by
+itself after 2501 steps.
 
 Observation: ``uint8 [N, C, 10, 10]`` with values 0/1: the reference's ``bool [10, 10, C]``
 state, channel first (what ``torch.nn.Conv2d`` takes, no transpose in the agent) and as uint8
@@ -45,10 +46,13 @@ Reference behaviour reproduced on purpose (quirks):
   ``reset()`` sets it to 0 (a freshly constructed reference env).
 * The sticky draw happens every step, also with ``sticky_action_prob=0``.
 
-Speed (``benchmarks/env_throughput.py --minatar``, 1 CPU thread): eager steps 0.2-1M rows/s at
-N=4096, 5-13x the reference through ``SyncVectorEnv``; ``compile=True`` helps Freeway and small N
-but makes SpaceInvaders ~5x *slower* than eager (inductor's CPU code for its grid rolls/gathers),
-so keep SpaceInvaders eager on a CPU. Compiled and eager steps give identical results.
+Speed (``benchmarks/env_throughput.py --minatar``, 1 CPU thread, see docs/envs.md): eager steps
+40-230k rows/s at N=4096 on the project's loaded 2-core CPU, 2-21x the reference through
+``SyncVectorEnv``. What bounds it: ~5-10 us of per-op overhead times tens (Breakout) to hundreds
+(Seaquest) of ops a step, and ``C * 100`` observation bytes per row written for ``final_obs``
+and ``obs``. ``compile=True`` is *slower* than eager here for Breakout (~3.5x), SpaceInvaders
+(~5x) and Seaquest (~10x, and minutes to compile): keep them eager on a CPU. Compiled and eager
+steps give identical results.
 
 State layout (``env.state``): ``(key, counter, last_action, <game fields>)``; the game fields
 are listed in each class. Constant parts of start states are kept as ``[1, ...]`` tensors in the
@@ -88,18 +92,24 @@ def randint_from(m: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
     return (m * k) >> _BITS
 
 
+#: Below this many elements ``torch.where`` (one op) beats the three vectorized ops replacing it.
+_SMALL = 8192
+
+
 def _where(m: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
-    """``torch.where(m, a, b)`` for integer or bool operands, exactly, without ``torch.where``:
-    its CPU kernel is not vectorized here (~8 ns per element against well under 1 ns for the
-    multiply-add ``b + (a - b) * m``, or ``b ^ ((a ^ b) & m)`` for bools)."""
+    """``torch.where(m, a, b)``, with a per-row mask over large bool grids done as bit ops on
+    int32 words (4 cells a word): ``torch.where``'s CPU kernel is not vectorized for them here
+    (SpaceInvaders' alien moves), while for small or integer operands it stays the faster one."""
+    shapes = [t.shape for t in (m, a, b) if isinstance(t, torch.Tensor)]
+    if math.prod(torch.broadcast_shapes(*shapes)) <= _SMALL:
+        return torch.where(m, a, b)  # per-op overhead dominates: one op beats three
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == torch.bool:
         wa, wb = _words(a), _words(b)
         if wa is not None and wb is not None and a.shape == b.shape and m.numel() == a.shape[0]:
             # Per-row mask over bool grids: 4 cells per int32 word, the mask one word per row.
             mw = -m.reshape(-1, 1).to(torch.int32)
             return (wb ^ ((wa ^ wb) & mw)).view(torch.bool).view(a.shape)
-        return b ^ ((a ^ b) & m)
-    return b + (a - b) * m
+    return torch.where(m, a, b)
 
 
 def _words(t: torch.Tensor) -> torch.Tensor | None:
@@ -136,8 +146,10 @@ def _blend(nxt: torch.Tensor, rst: torch.Tensor, done_N: torch.Tensor) -> torch.
     A field stored batch-last (``stride(0) == 1``, see ``minatar_seaquest.py``) is blended in
     that order, so the kernels run along ``N`` rather than along a short inner dim.
     """
-    mask = done_N if nxt.dtype == torch.bool else -done_N.to(nxt.dtype)
     rst = rst.to(nxt.dtype)
+    if nxt.numel() <= _SMALL:
+        return torch.where(done_N.view(-1, *([1] * (nxt.dim() - 1))), rst, nxt)
+    mask = done_N if nxt.dtype == torch.bool else -done_N.to(nxt.dtype)
     if nxt.dim() > 1 and nxt.shape[0] > 1 and nxt.stride(0) == 1:
         perm = (*range(1, nxt.dim()), 0)
         last, rst_last = nxt.permute(perm), rst.permute(perm)
@@ -148,7 +160,7 @@ def _blend(nxt: torch.Tensor, rst: torch.Tensor, done_N: torch.Tensor) -> torch.
         # 1-byte grids and observations: 4 cells per int32 word (rst [1 or N, W] broadcasts).
         mw = -done_N.to(torch.int32).unsqueeze(1)
         return (wn ^ ((wn ^ wr) & mw)).view(nxt.dtype).view(nxt.shape)
-    return nxt ^ ((nxt ^ rst) & mask.view(-1, *([1] * (nxt.dim() - 1))))
+    return torch.where(done_N.view(-1, *([1] * (nxt.dim() - 1))), rst, nxt)
 
 
 def _hash_draws(key: torch.Tensor, counter: torch.Tensor, salt_r: torch.Tensor) -> torch.Tensor:
@@ -328,7 +340,10 @@ class MinAtarEnv(TorchVectorEnv):
         # last_action survives resets (Environment.reset leaves it alone).
         head = (_blend(key, reset_state[0], done_N), _blend(counter + 1, reset_state[1], done_N), a)
         new_state = head + tuple(_blend(f, r, done_N) for f, r in zip(fields, reset_state[3:], strict=True))
-        obs = _blend(final_obs, self._observe_fields(reset_state[3:]), done_N)
+        if all(t.shape[0] == 1 for t in reset_state[3:]):
+            obs = _blend(final_obs, self._observe_fields(reset_state[3:]), done_N)  # one start row
+        else:
+            obs = self._observe_fields(new_state[3:])  # per-row starts: render the reset rows too
         running_return_N = torch.where(done_N, 0.0, return_N)
         running_length_N = length_N * (~done_N)
         if self._masks_as_uint8:
