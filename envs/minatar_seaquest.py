@@ -5,6 +5,9 @@ rendering) is :class:`~gumbel_ac.envs.minatar.MinAtarEnv`; this module only adds
 ``Env.act`` walks Python lists of objects, removing from them while it iterates; here every kind
 of object lives in fixed slots and each of the reference's loops becomes a few tensor ops whose
 result is the same as the loop's, order effects included (see :class:`SeaquestEnv`).
+
+Run it eagerly on a CPU: ``compile=True`` works (same results) but inductor takes minutes to
+compile the step on 2 cores and its code ran ~10x slower than eager there.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def _newest(cand: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 class SeaquestEnv(MinAtarEnv):
     """MinAtar Seaquest (``minatar/environments/seaquest.py``); minimal actions ``n l u r d f``.
 
-    Fields (``env.state[3:]``), all int64, booleans as 0/1:
+    Fields (``env.state[3:]``), int32 (booleans as 0/1) but for the uint8 ``eb``, each ``[N, ...]``
+    as the base class wants yet stored batch-last (a transposed view of a ``[..., N]`` tensor;
+    see ``_game_step`` for why):
 
     * ``scal [N, 13]``: sub_x, sub_y, sub_or (1 = facing right), oxygen, diver_count, surface,
       shot_timer, e_spawn_speed, e_spawn_timer, d_spawn_timer, move_speed, ramp_index, next_id
@@ -57,8 +62,8 @@ class SeaquestEnv(MinAtarEnv):
       at most two exist, since one lives at most 9 steps and the cool-down is 5;
     * ``eb [N, 2, 10, 10]``: enemy bullets moving left (0) / right (1) as grids: they meet
       nothing but the player, so several in one cell with one direction are one;
-    * ``ene [N, 8, K]``: enemies in ``K = MAX_ENEMIES`` slots (alive, x, y, right, is_sub,
-      move_timer, shot_timer, spawn id); the reference keeps fish and subs in two lists in spawn
+    * eight ``[N, K]`` enemy fields, ``K = MAX_ENEMIES`` slots: alive, x, y, right, is_sub,
+      move_timer, shot_timer, spawn id; the reference keeps fish and subs in two lists in spawn
       order, which the ids restore;
     * ``div [N, 5, 2]``: divers (alive, x, y, right, move_timer) in list order; one spawns every
       30 steps and lives at most 59, so at most two exist.
