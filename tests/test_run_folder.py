@@ -148,7 +148,8 @@ def test_the_best_policy_is_kept_and_eval_py_says_which_it_evaluates(
 ) -> None:
     cfg = {**BASE, "eval_every": 400, "eval_episodes": 3}
     result = train(Config(**cfg, total_steps=2000, runs_dir=str(tmp_path), run_name="b"))
-    periodic = result.evals[:-1]  # the last record is the final evaluation
+    periodic = result.evals  # final_eval_episodes=0 (BASE): every record is a periodic evaluation
+    assert [e.step for e in periodic] == [400, 800, 1200, 1600]
     best = max(periodic, key=lambda e: e.mean)
     meta = json.loads((tmp_path / "b" / "best" / "meta.json").read_text())
     assert meta["step"] == min(e.step for e in periodic if e.mean == best.mean)  # the first time it was reached
