@@ -124,6 +124,7 @@ def run_seed(seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> 
         "logs": logs,
         "train_seconds": result.train_seconds,
         "wall_seconds": wall,
+        "interrupted": result.interrupted,
     }
 
 
@@ -357,6 +358,9 @@ def main() -> None:
         data["target_entropy"] = resolved.target_entropy_ratio * sum(math.log(n) for n in nvec) or None
     for seed in args.seeds:
         run = run_seed(seed, args, overrides)
+        if run["interrupted"]:  # Ctrl-C / SIGTERM: the trainer stopped early; keep the finished seeds
+            print(f"  seed {seed} interrupted: not recorded; stopping the sweep", flush=True)
+            break
         runs.append(run)
         if args.out:  # after every seed: a long sweep can be read (--report) while it runs
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
