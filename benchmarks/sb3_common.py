@@ -79,3 +79,16 @@ class TimedEval(BaseCallback):
     def _on_training_end(self) -> None:
         if self.eval_at_end and (not self.evals or self.evals[-1][0] != self.num_timesteps):
             self._evaluate()
+
+
+class SyncedTimedEval(TimedEval):
+    """:class:`TimedEval` for a training env wrapped in ``VecNormalize`` (RL-Zoo's
+    ``normalize: true``): before each evaluation the eval env takes the training env's
+    observation statistics, as SB3's own ``EvalCallback`` does (``sync_envs_normalization``).
+    Without a ``VecNormalize`` it is :class:`TimedEval`."""
+
+    def _evaluate(self) -> None:
+        from stable_baselines3.common.vec_env import sync_envs_normalization
+
+        sync_envs_normalization(self.training_env, self.eval_env)
+        super()._evaluate()

@@ -76,3 +76,35 @@ def test_encoder_cost_reports_both_variants() -> None:
     assert "cpu capability" in out
     row = re.search(r"^\| minatar \| 4 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \|$", out, re.MULTILINE)
     assert row is not None and float(row.group(1)) > 0 and float(row.group(2)) > 0, out
+
+
+def test_suite_quick_mode_writes_runs_tables_and_figures(tmp_path: Path) -> None:
+    # Quick mode: CartPole-v1 and MinAtar Breakout, 2 seeds, ours / SB3 PPO / SB3 DQN, tiny
+    # budgets. Checked: every run saved, every eval point in the CSV, the README table with a
+    # row per task and method, one figure per task plus the rliable aggregate; a second call
+    # resumes (skips every finished run) and rebuilds the same table.
+    out = tmp_path / "suite"
+    text = _run("benchmarks/suite.py", "--quick", "--out", str(out))
+    assert "cpu capability" in text
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    expected = {
+        f"{t}__{m}__s{s}.json"
+        for t in ("CartPole-v1", "MinAtar-Breakout")
+        for m in ("ours", "ppo", "dqn")
+        for s in (0, 1)
+    }
+    assert set(runs) == expected, runs
+    saved = json.loads((out / "runs.json").read_text())
+    assert len(saved) == 12 and all(r["evals"] and r["evals"][-1][0] >= r["budget"] for r in saved)
+    rows = (out / "evals.csv").read_text().splitlines()
+    assert rows[0] == "task,method,seed,env_steps,eval_mean,eval_std,train_seconds"
+    assert len(rows) - 1 == sum(len(r["evals"]) for r in saved)
+    table = (out / "summary.md").read_text()
+    for task in ("CartPole-v1", "MinAtar-Breakout"):
+        for label in ("gumbel_ac (ours)", "SB3 PPO (RL-Zoo)", "SB3 DQN"):
+            assert re.search(rf"^\| {task} \| {re.escape(label)}.* \| 2 \| ", table, re.MULTILINE), table
+    assert "Published, not re-run" in table and "| CartPole-v1 | 475 |" in table
+    for name in ("curves_CartPole-v1.png", "curves_MinAtar-Breakout.png", "aggregate.png"):
+        assert (out / name).stat().st_size > 1000, name
+    again = _run("benchmarks/suite.py", "--quick", "--out", str(out))
+    assert again.count("(finished)") == 12, again
