@@ -100,15 +100,23 @@ class Agent(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
         self.pixel_scale = float(pixel_scale)
         self.share_encoder = bool(share_encoder) and encoder != "mlp"
-        critic = TwinCritic(
-            obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
-        )
-        actor_encoder = (
-            DetachedEncoder(critic.encoder)
-            if self.share_encoder
-            else make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
-        )
-        self.actor = Actor(obs_dim, spec.num_logits, hidden_sizes, actor_encoder)
+
+        def build_critic() -> TwinCritic:
+            return TwinCritic(
+                obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+            )
+
+        # Initialisation order is part of a seed's result: the actor's weights are drawn first,
+        # then the critics' (as before encoders existed), except when the actor needs the
+        # critic's encoder to exist.
+        if self.share_encoder:
+            critic = build_critic()
+            actor = Actor(obs_dim, spec.num_logits, hidden_sizes, DetachedEncoder(critic.encoder))
+        else:
+            encoder_a = make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+            actor = Actor(obs_dim, spec.num_logits, hidden_sizes, encoder_a)
+            critic = build_critic()
+        self.actor = actor
         self.critic = critic
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
