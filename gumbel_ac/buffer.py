@@ -21,6 +21,9 @@ from gumbel_ac.losses import Batch
 class ReplayBuffer:
     """Fixed-capacity FIFO of transitions ``(obs, action, reward, next_obs, terminated)``."""
 
+    #: Whether ``next_obs`` is a stored column (False: :class:`SharedObsReplayBuffer`).
+    stores_next_obs = True
+
     def __init__(
         self,
         capacity: int,
@@ -36,7 +39,9 @@ class ReplayBuffer:
         # Observations in their own dtype: image rows are uint8 (one byte per pixel; the
         # agent's encoder converts them on the sampled batch only).
         self.obs_CD = torch.zeros(capacity, obs_dim, dtype=obs_dtype, device=self.device)
-        self.next_obs_CD = torch.zeros(capacity, obs_dim, dtype=obs_dtype, device=self.device)
+        # A subclass that derives the next observation from the ring stores none (no allocation).
+        next_rows = capacity if self.stores_next_obs else 0
+        self.next_obs_CD = torch.zeros(next_rows, obs_dim, dtype=obs_dtype, device=self.device)
         self.action_CH = torch.zeros(capacity, num_heads, dtype=torch.long, device=self.device)
         self.reward_C = torch.zeros(capacity, device=self.device)
         self.terminated_C = torch.zeros(capacity, dtype=torch.bool, device=self.device)
@@ -151,7 +156,8 @@ class ReplayBuffer:
         self.obs_CD[rows] = obs_ND
         self.action_CH[rows] = action_NH.reshape(n, -1)
         self.reward_C[rows] = reward_N
-        self.next_obs_CD[rows] = next_obs_ND
+        if self.stores_next_obs:
+            self.next_obs_CD[rows] = next_obs_ND
         self.terminated_C[rows] = terminated_N
         self.pos = end % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -179,13 +185,10 @@ class ReplayBuffer:
         )
 
     def _columns(self) -> dict[str, torch.Tensor]:
-        return {
-            "obs": self.obs_CD,
-            "next_obs": self.next_obs_CD,
-            "action": self.action_CH,
-            "reward": self.reward_C,
-            "terminated": self.terminated_C,
-        }
+        columns = {"obs": self.obs_CD, "next_obs": self.next_obs_CD}
+        if not self.stores_next_obs:
+            del columns["next_obs"]
+        return {**columns, "action": self.action_CH, "reward": self.reward_C, "terminated": self.terminated_C}
 
     def state_dict(self) -> dict[str, Any]:
         """Rows for a checkpoint, at most :attr:`save_cap` (tensors and plain values only: no pickle), and how they
@@ -268,6 +271,8 @@ class SharedObsReplayBuffer(ReplayBuffer):
     Time limits of image benchmarks are long (Atari: 108k frames), so the bias is small.
     """
 
+    stores_next_obs = False
+
     def __init__(
         self,
         capacity: int,
@@ -277,7 +282,6 @@ class SharedObsReplayBuffer(ReplayBuffer):
         obs_dtype: torch.dtype = torch.uint8,
     ) -> None:
         super().__init__(capacity, obs_dim, num_heads, device, obs_dtype)
-        self.next_obs_CD = torch.zeros(0, obs_dim, dtype=obs_dtype, device=self.device)  # not stored
         #: Rows per add (the number of envs), fixed by the first add.
         self.rows_per_add = 0
         #: Ring position of the newest add's first row (a Python int, mirrored on the device for
@@ -329,22 +333,10 @@ class SharedObsReplayBuffer(ReplayBuffer):
         next_obs_ND: torch.Tensor,
         terminated_N: torch.Tensor,
     ) -> None:
-        n = obs_ND.shape[0]
-        end = self.pos + n
-        rows: slice | torch.Tensor
-        rows = (
-            slice(self.pos, end)
-            if end <= self.capacity
-            else torch.arange(self.pos, end, device=self.device) % self.capacity
-        )
-        self.obs_CD[rows] = obs_ND
-        self.action_CH[rows] = action_NH.reshape(n, -1)
-        self.reward_C[rows] = reward_N
-        self.terminated_C[rows] = terminated_N
-        self._set_last_start(self.pos)
+        start = self.pos
+        super()._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N)
+        self._set_last_start(start)
         self.tail_ND.copy_(next_obs_ND)
-        self.pos = end % self.capacity
-        self.size = min(self.size + n, self.capacity)
 
     def _set_last_start(self, value: int) -> None:
         self.last_start = int(value)
@@ -363,11 +355,6 @@ class SharedObsReplayBuffer(ReplayBuffer):
             next_obs_BD=torch.where(in_tail, from_tail, successor),
             terminated_B=self.terminated_C[idx],
         )
-
-    def _columns(self) -> dict[str, torch.Tensor]:
-        columns = super()._columns()
-        del columns["next_obs"]
-        return columns
 
     def nbytes(self) -> int:
         """Bytes of the ring (the tail of one step aside)."""
