@@ -128,7 +128,12 @@ def critic_target(
 
     ``samples=None`` enumerates every joint action (exact; for small action sets);
     ``samples=N`` averages ``N`` sampled next actions (:func:`sampled_state_value`).
+    ``gamma == 0`` (independent rounds, e.g. a contextual bandit): the next state's value is
+    multiplied by zero, so it is not computed -- no target-critic pass, no next-action draws
+    from ``generator`` -- and ``y`` is the reward (a copy), as ``r + 0 * V`` is for finite ``V``.
     """
+    if gamma == 0.0:
+        return batch.reward_B.detach().clone()
     with torch.no_grad():
         if samples is None:
             onehot_JK = agent.spec.joint_onehot_on(batch.next_obs_BD.device)

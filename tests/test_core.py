@@ -73,6 +73,23 @@ def test_critic_target_by_hand() -> None:
     assert y[1].item() == pytest.approx(-0.5)  # terminated: no bootstrap at all
 
 
+@pytest.mark.parametrize("samples", [None, 4])
+def test_critic_target_at_gamma_zero_is_the_reward_and_skips_the_next_state(samples: int | None) -> None:
+    """gamma = 0: y = r exactly, with no target-critic pass and no draw from the generator
+    (a NaN target critic would poison ``r + 0 * V``; here it cannot, since V is not computed)."""
+    agent = _tiny_agent()
+    with torch.no_grad():
+        agent.critic_target.w_obs.fill_(math.nan)
+    obs = torch.tensor([[0.1, -0.2], [0.5, 0.3]])
+    reward = torch.tensor([1.0, -0.5])
+    batch = Batch(obs, torch.tensor([[0], [2]]), reward, obs.flip(0), torch.tensor([False, True]))
+    gen = torch.Generator().manual_seed(3)
+    before = gen.get_state()
+    y = critic_target(agent, agent.logits(obs).detach(), batch, 0.0, torch.tensor(0.3), samples=samples, generator=gen)
+    assert torch.equal(y, reward) and y.data_ptr() != reward.data_ptr()
+    assert torch.equal(gen.get_state(), before)
+
+
 def test_soft_value_is_finite_with_masked_actions() -> None:
     agent = _tiny_agent()
     logits = torch.tensor([[0.0, -math.inf, 1.0]])
