@@ -234,6 +234,13 @@ class Config:
     so a policy that stays below the entropy target cannot drive alpha up without limit.
     Must be > 0 and at least alpha (the initial value). On CartPole alpha rose only after the
     critic had diverged (docs/results.md, "Staying solved"), so this was not swept."""
+    alpha_min: float | None = None
+    """Lower bound on the tuned alpha (None: none): log(alpha) is clamped after each step. Without
+    it a policy whose entropy stays above the target drives alpha toward 0 geometrically, and
+    with alpha ~ 0 nothing ties the logits to the critic's values: in states whose actions have
+    nearly equal Q they drift, and the greedy action flips (docs/results.md, "Staying solved").
+    With a floor the logits keep being pulled toward Q / alpha, whose argmax is the critic's.
+    Must be > 0 and at most alpha (the initial value; so also at most alpha_max)."""
     target_entropy_ratio: float = 0.1
     """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
     discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
@@ -550,6 +557,12 @@ class Config:
             _need(
                 self.alpha <= self.alpha_max,
                 f"alpha ({self.alpha}) must not exceed alpha_max ({self.alpha_max}): the cap would cut it at once",
+            )
+        if self.alpha_min is not None:
+            _need(self._finite("alpha_min") > 0.0, f"alpha_min must be > 0, got {self.alpha_min}")
+            _need(
+                self.alpha_min <= self.alpha,
+                f"alpha_min ({self.alpha_min}) must not exceed alpha ({self.alpha}): the floor would lift it at once",
             )
         _need(
             not (self.autotune_alpha and self.alpha <= 0.0),

@@ -68,8 +68,8 @@ class Learner:
         gamma: discount factor.
         target_update_rate: Polyak rate of the target critic per step (may be changed later
             by assigning :attr:`target_update_rate`, as the trainer's schedule does).
-        alpha_max: upper bound on the tuned alpha (``None``: none); ``log_alpha`` is clamped
-            after each optimizer step.
+        alpha_max, alpha_min: upper and lower bounds on the tuned alpha (``None``: none);
+            ``log_alpha`` is clamped after each optimizer step.
         max_nonfinite_updates: :meth:`check_nonfinite` raises :class:`TrainingError` once this
             many consecutive steps had a non-finite loss or gradient.
         max_enumerated_actions: enumerate the joint actions up to this many (exact target,
@@ -98,6 +98,7 @@ class Learner:
         capturable: bool = False,
         grad_hook: Callable[[torch.Tensor], None] | None = None,
         alpha_max: float | None = None,
+        alpha_min: float | None = None,
     ) -> None:
         self.agent = agent
         #: ``None``: the joint action set is enumerated (exact target); else the number of
@@ -110,6 +111,8 @@ class Learner:
         self.gamma = float(gamma)
         #: ``log(alpha_max)``, or None: no cap.
         self.log_alpha_max: float | None = None if alpha_max is None else math.log(alpha_max)
+        #: ``log(alpha_min)``, or None: no floor.
+        self.log_alpha_min: float | None = None if alpha_min is None else math.log(alpha_min)
         self.max_nonfinite_updates = int(max_nonfinite_updates)
         self.grad_hook = grad_hook
         self._lrs = (float(actor_lr), float(critic_lr), float(alpha_lr))
@@ -158,6 +161,7 @@ class Learner:
             gamma=config.gamma,
             target_update_rate=config.target_update_rate,
             alpha_max=config.alpha_max,
+            alpha_min=config.alpha_min,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -303,8 +307,8 @@ class Learner:
         flat_grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).mul_(finite)
         self.optimizer.step()
         with torch.no_grad():
-            if self.autotune_alpha and self.log_alpha_max is not None:
-                self.agent.log_alpha.clamp_(max=self.log_alpha_max)
+            if self.autotune_alpha and (self.log_alpha_max is not None or self.log_alpha_min is not None):
+                self.agent.log_alpha.clamp_(min=self.log_alpha_min, max=self.log_alpha_max)
             rate = self._target_rate_t if self._capturable else self._target_rate
             self.flat_critic_target.lerp_(self.flat_critic, rate)
         nonfinite = (~finite).to(self.nonfinite_streak.dtype)

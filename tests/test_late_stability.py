@@ -1,7 +1,7 @@
 """The knobs against late collapses (benchmarks/collapse.py measures them; docs/results.md).
 
 - ``alpha_max``: after a step that would push alpha past the cap, alpha is exactly the cap;
-  a step that lowers alpha is the uncapped step, bit for bit;
+  a step that lowers alpha is the uncapped step, bit for bit; ``alpha_min`` likewise from below;
 - ``target_update_rate_final``: the Polyak rate's linear schedule (exact values), applied by
   the learner when the trainer assigns it (target' = target + rate * (critic' - target));
 - their validation: one ConfigError naming the field.
@@ -77,6 +77,26 @@ def test_a_cap_above_alpha_changes_nothing() -> None:
     assert torch.equal(free.flat_param, capped.flat_param)
 
 
+def test_alpha_never_falls_below_the_floor() -> None:
+    # Target 0: every policy is above it, so alpha falls each step.
+    free = _learner(_agent(target_entropy_ratio=0.0))
+    _steps(free, 3)
+    assert free.agent.alpha.item() < 0.25 * 0.95  # unfloored, the same steps go below 0.25
+    floored = _learner(_agent(target_entropy_ratio=0.0), alpha_min=0.25)
+    for _ in range(3):
+        _steps(floored, 1)
+    assert floored.agent.log_alpha.item() == pytest.approx(math.log(0.25), abs=1e-7)
+
+
+def test_a_floor_below_alpha_changes_nothing() -> None:
+    # Target = the maximum: alpha rises, so a floor at 0.1 is never reached: bit for bit.
+    free = _learner(_agent(target_entropy_ratio=1.0))
+    floored = _learner(_agent(target_entropy_ratio=1.0), alpha_min=0.1)
+    _steps(free, 3)
+    _steps(floored, 3)
+    assert torch.equal(free.flat_param, floored.flat_param)
+
+
 def test_target_update_rate_schedule_exact_values() -> None:
     config = Config(target_update_rate=0.2, target_update_rate_final=0.02, target_update_anneal_steps=50_000)
     assert config.target_update_rate_at(0) == 0.2
@@ -109,6 +129,9 @@ def test_learner_uses_the_assigned_polyak_rate() -> None:
         ({"alpha_max": 0.0}, "alpha_max must be > 0"),
         ({"alpha_max": float("nan")}, "alpha_max must be a finite number"),
         ({"alpha_max": 0.01, "alpha": 0.05}, "must not exceed alpha_max"),
+        ({"alpha_min": 0.0}, "alpha_min must be > 0"),
+        ({"alpha_min": float("inf")}, "alpha_min must be a finite number"),
+        ({"alpha_min": 0.1, "alpha": 0.05}, "must not exceed alpha"),
     ],
 )
 def test_late_stability_fields_are_validated(fields: dict[str, float], needle: str) -> None:
