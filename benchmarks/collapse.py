@@ -5,6 +5,15 @@
     python benchmarks/collapse.py --report runs/collapse_base.json runs/collapse_amax.json
     python benchmarks/collapse.py --env Acrobot-v1 --seeds 0 1 2 --steps 50000
     python benchmarks/collapse.py --quick                           # a few seconds (the test)
+    python benchmarks/collapse.py --suite bench/cartpole_sb3 --methods ppo dqn   # SB3's runs, same tables
+
+``--suite`` reads the runs that ``benchmarks/suite.py`` saved in its ``--out`` folder (SB3 PPO
+and DQN with RL-Zoo's hyperparameters, evaluated deterministically on the same env) and prints
+the same fraction/IQM tables for them, so the baselines are reported the same way (they log no
+diagnostics: those tables are left out). For CartPole-v1 at 100k with 20 episodes every 5k:
+
+    python benchmarks/suite.py --out bench/cartpole_sb3 --tasks CartPole-v1 --methods ppo dqn \
+        --seeds 0 1 ... 19 --steps-scale 2 --eval-points 20 --eval-episodes 20
 
 Each seed trains with ``gumbel_ac.train`` (sequentially, one process, one torch thread) and
 is evaluated with the trainer's own deterministic evaluation every ``--eval-every`` env steps
@@ -162,9 +171,13 @@ def iqm_ci(x: np.ndarray, reps: int = 2_000, seed: int = 0) -> tuple[float, floa
         return iqm(x), float(lo), float(hi), "numpy percentile bootstrap"
 
 
-def value_at(run: dict[str, Any], budget: int, num_envs: int) -> float:
+def value_at(run: dict[str, Any], budget: int, num_envs: int, steps: int | None = None) -> float:
     """The evaluation at ``budget`` env steps: the last one at or before it, ``budget``
-    rounded up to a whole vector step (the trainer's steps are multiples of ``num_envs``)."""
+    rounded up to a whole vector step (the trainer's steps are multiples of ``num_envs``);
+    at the run's own budget ``steps``, its final evaluation (SB3's PPO may end a rollout past
+    the budget, and evaluates again there)."""
+    if steps is not None and budget >= steps and run["evals"]:
+        return float(run["evals"][-1][1])
     budget = -(-budget // num_envs) * num_envs
     before = [e for e in run["evals"] if e[0] <= budget]
     return float(before[-1][1]) if before else math.nan
@@ -209,6 +222,28 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def suite_data(folder: Path, method: str, env: str, threshold: float | None) -> dict[str, Any]:
+    """One method's runs saved by ``benchmarks/suite.py`` (``folder/runs/<task>__<method>__s<seed>.json``)
+    as this script's data: their evaluation curves, no diagnostics."""
+    paths = sorted((folder / "runs").glob(f"{env}__{method}__s*.json"), key=lambda p: int(p.stem.rsplit("__s", 1)[1]))
+    if not paths:
+        raise SystemExit(f"no {method} runs of {env} in {folder / 'runs'}: run benchmarks/suite.py --out {folder}")
+    saved = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    budget = int(saved[0]["budget"])
+    return {
+        "label": f"SB3 {method.upper()} (RL-Zoo hyperparameters, benchmarks/suite.py)",
+        "env": env,
+        "steps": budget,
+        "budgets": None,
+        "threshold": threshold if threshold is not None else default_threshold(env),
+        "overrides": {},
+        "num_envs": int(saved[0].get("settings", {}).get("n_envs", 1)),
+        "runs": [
+            {"seed": r["seed"], "evals": r["evals"], "logs": [], "train_seconds": r["train_seconds"]} for r in saved
+        ],
+    }
+
+
 def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Print one config's tables; return its summary numbers."""
     runs, threshold = data["runs"], data["threshold"]
@@ -221,7 +256,7 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     print("\n| budget | seeds >= threshold | IQM eval return [95% CI] | failing seeds |")
     print("|---|---|---|---|")
     for b in budgets:
-        vals = np.array([value_at(r, b, data.get("num_envs", 1)) for r in runs])
+        vals = np.array([value_at(r, b, data.get("num_envs", 1), steps) for r in runs])
         ok = vals >= threshold
         m, lo, hi, src = iqm_ci(vals)
         failing = ", ".join(f"{r['seed']} ({v:.0f})" for r, v in zip(runs, vals, strict=True) if not v >= threshold)
@@ -238,6 +273,8 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"(median run: {wall:.1f} s training for {steps:,} steps)"
     )
     summary.update(median_steps=med_steps, median_seconds=med_secs)
+    if not any(r["logs"] for r in runs):  # SB3's runs (--suite): no diagnostics to show
+        return summary
 
     dips = {r["seed"]: first_dip(r, threshold, args.dip_below, args.held) for r in runs}
     dipping = [r for r in runs if dips[r["seed"]] is not None]
@@ -319,10 +356,14 @@ def main() -> None:
     parser.add_argument("--out", help="save every seed's curves and diagnostics here (JSON)")
     parser.add_argument("--report", nargs="+", metavar="JSON", help="print saved results; train nothing")
     parser.add_argument("--quick", action="store_true", help="2 seeds x 3k steps: a smoke test of the script")
+    parser.add_argument("--suite", type=Path, metavar="DIR", help="print the tables of benchmarks/suite.py's runs")
+    parser.add_argument("--methods", nargs="+", default=["ppo", "dqn"], help="with --suite: which methods")
     args = parser.parse_args()
-    if args.report:
-        for path in args.report:
+    if args.report or args.suite:
+        for path in args.report or []:
             report(json.loads(Path(path).read_text(encoding="utf-8")), args)
+        for method in args.methods if args.suite else []:
+            report(suite_data(args.suite, method, args.env, args.threshold), args)
         return
     import torch
 

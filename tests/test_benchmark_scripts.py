@@ -108,3 +108,13 @@ def test_suite_quick_mode_writes_runs_tables_and_figures(tmp_path: Path) -> None
         assert (out / name).stat().st_size > 1000, name
     again = _run("benchmarks/suite.py", "--quick", "--out", str(out))
     assert again.count("(finished)") == 12, again
+    # collapse.py reports the suite's SB3 runs with its own tables: one block per method, the
+    # fraction of the 2 seeds at or above the threshold at half the budget and at its end.
+    table = _run("benchmarks/collapse.py", "--suite", str(out), "--threshold", "20")
+    for method in ("PPO", "DQN"):
+        block = table.split(f"## SB3 {method}")[1]
+        budget = next(r["budget"] for r in saved if r["task"] == "CartPole-v1")
+        mine = [r for r in saved if r["task"] == "CartPole-v1" and r["method"] == method.lower()]
+        finals = [r["evals"][-1][1] for r in mine]
+        assert re.search(rf"^\| {budget // 2:,} \| [0-2]/2 \| ", block, re.MULTILINE), block
+        assert re.search(rf"^\| {budget:,} \| {sum(f >= 20 for f in finals)}/2 \| ", block, re.MULTILINE), block
