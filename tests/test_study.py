@@ -210,13 +210,13 @@ def test_parse_args_quick_and_full() -> None:
     quick = study.parse_args(["--quick", "--out", "x"])
     assert quick.quick and quick.tasks == study.QUICK_TASKS and quick.seeds == 2 and quick.binary_seeds == 2
     full = study.parse_args([])
-    assert full.tasks == tuple(TASKS) and full.seeds == 10 and full.binary_seeds == 20 and full.tune_seeds == 3
+    assert full.tasks == tuple(TASKS) and full.seeds == 10 and full.binary_seeds == 20 and full.tune_seeds == 1
     with pytest.raises(SystemExit):
         study.parse_args(["--seeds", "0"])
 
 
 def test_full_plan_keeps_tuning_and_reported_seeds_apart() -> None:
-    settings = Settings(tasks=("pennies2", "deepsea10", "distill16"))
+    settings = Settings(tasks=("pennies2", "deepsea10", "distill16"), tune_seeds=3)
     tuning = study.plan_tuning(settings)
     assert {s.seed for s in tuning} == {1000, 1001, 1002}
     # pennies2: 12 factorial cells x 8 + gumbel-rao x 8 + 3 tau-free x 2, three tuning seeds
