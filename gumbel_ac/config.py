@@ -211,8 +211,13 @@ class Config:
     Lillicrap et al. 2015, arXiv:1509.02971, on why targets stabilise). In (0, 1]. 0.02 kept
     18 of 20 CartPole seeds >= 475 at 100k steps against 13 without (docs/results.md, "Staying
     solved"); not the default, since the other late failure (alpha ~0, entropy drift) remains."""
+    target_update_anneal_start: int = 0
+    """Env step at which the Polyak rate starts moving to target_update_rate_final (if set):
+    the fast rate is kept unchanged until then, so learning is not slowed before the task is
+    learnt."""
     target_update_anneal_steps: int = 50_000
-    """Env steps over which the Polyak rate moves to target_update_rate_final (if set)."""
+    """Env steps over which the Polyak rate moves to target_update_rate_final (if set), from
+    target_update_anneal_start."""
     encoder: Literal["auto", "mlp", "nature", "minatar"] = "auto"
     """Observation encoder in front of the actor's and the critics' MLPs (gumbel_ac/encoders.py):
     auto = a convolutional net for image observations (3-D uint8/bool boxes: "nature", Mnih et al.
@@ -548,6 +553,10 @@ class Config:
                 f"target_update_rate_final must be in (0, 1], got {self.target_update_rate_final}",
             )
         _need(
+            self.target_update_anneal_start >= 0,
+            f"target_update_anneal_start must be >= 0, got {self.target_update_anneal_start}",
+        )
+        _need(
             self.target_update_anneal_steps >= 1,
             f"target_update_anneal_steps must be >= 1, got {self.target_update_anneal_steps}",
         )
@@ -727,7 +736,9 @@ class Config:
         """Polyak rate of the target critics after ``step`` env steps (a Python float)."""
         if self.target_update_rate_final is None:
             return self.target_update_rate
-        frac = min(1.0, max(0.0, step / self.target_update_anneal_steps))
+        frac = min(1.0, max(0.0, (step - self.target_update_anneal_start) / self.target_update_anneal_steps))
+        if frac == 1.0:  # exactly the final rate, not r0 + (rf - r0) rounded
+            return self.target_update_rate_final
         return self.target_update_rate + frac * (self.target_update_rate_final - self.target_update_rate)
 
     def temperature_at(self, step: int) -> float:

@@ -120,12 +120,25 @@ def test_learner_uses_the_assigned_polyak_rate() -> None:
     assert learner.target_update_rate == 0.05 and other.target_update_rate == 0.5
 
 
+def test_target_update_rate_schedule_with_a_delayed_start() -> None:
+    config = Config(
+        target_update_rate=0.2,
+        target_update_rate_final=0.02,
+        target_update_anneal_start=20_000,
+        target_update_anneal_steps=30_000,
+    )
+    assert config.target_update_rate_at(0) == config.target_update_rate_at(20_000) == 0.2
+    assert config.target_update_rate_at(35_000) == pytest.approx(0.11, abs=1e-15)
+    assert config.target_update_rate_at(50_000) == config.target_update_rate_at(10**9) == 0.02
+
+
 @pytest.mark.parametrize(
     ("fields", "needle"),
     [
         ({"target_update_rate_final": 0.0}, "target_update_rate_final must be in (0, 1]"),
         ({"target_update_rate_final": 1.5}, "target_update_rate_final must be in (0, 1]"),
         ({"target_update_anneal_steps": 0}, "target_update_anneal_steps must be >= 1"),
+        ({"target_update_anneal_start": -1}, "target_update_anneal_start must be >= 0"),
         ({"alpha_max": 0.0}, "alpha_max must be > 0"),
         ({"alpha_max": float("nan")}, "alpha_max must be a finite number"),
         ({"alpha_max": 0.01, "alpha": 0.05}, "must not exceed alpha_max"),
