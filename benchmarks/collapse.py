@@ -236,7 +236,7 @@ def suite_data(folder: Path, method: str, env: str, threshold: float | None) -> 
         "steps": budget,
         "budgets": None,
         "threshold": threshold if threshold is not None else default_threshold(env),
-        "overrides": {},
+        "overrides": None,
         "num_envs": int(saved[0].get("settings", {}).get("n_envs", 1)),
         "runs": [
             {"seed": r["seed"], "evals": r["evals"], "logs": [], "train_seconds": r["train_seconds"]} for r in saved
@@ -251,7 +251,8 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     budgets = data.get("budgets") or [steps // 2, steps]
     target = data.get("target_entropy")
     print(f"\n## {data['label']}: {data['env']}, {len(runs)} seeds, {steps} steps, threshold {threshold:g}")
-    print(f"overrides: {json.dumps(data['overrides']) if data['overrides'] else 'none (defaults)'}")
+    if data["overrides"] is not None:  # None: not our Config (SB3's runs)
+        print(f"overrides: {json.dumps(data['overrides']) if data['overrides'] else 'none (defaults)'}")
     summary: dict[str, Any] = {"label": data["label"]}
     print("\n| budget | seeds >= threshold | IQM eval return [95% CI] | failing seeds |")
     print("|---|---|---|---|")
