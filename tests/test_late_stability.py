@@ -98,12 +98,22 @@ def test_a_floor_below_alpha_changes_nothing() -> None:
 
 
 def test_target_update_rate_schedule_exact_values() -> None:
-    config = Config(target_update_rate=0.2, target_update_rate_final=0.02, target_update_anneal_steps=50_000)
+    config = Config(
+        target_update_rate=0.2,
+        target_update_rate_final=0.02,
+        target_update_anneal_start=0,
+        target_update_anneal_steps=50_000,
+    )
     assert config.target_update_rate_at(0) == 0.2
     assert config.target_update_rate_at(25_000) == pytest.approx(0.11, abs=1e-15)
     assert config.target_update_rate_at(50_000) == pytest.approx(0.02, abs=1e-15)
     assert config.target_update_rate_at(100_000) == pytest.approx(0.02, abs=1e-15)
-    assert Config(target_update_rate=0.2).target_update_rate_at(10**6) == 0.2  # no schedule: constant
+    # No schedule: constant.
+    assert Config(target_update_rate=0.2, target_update_rate_final=None).target_update_rate_at(10**6) == 0.2
+    # The defaults: 0.2 until 10k, linear to 0.005 at 40k.
+    default = Config()
+    assert default.target_update_rate_at(10_000) == 0.2 and default.target_update_rate_at(40_000) == 0.005
+    assert default.target_update_rate_at(25_000) == pytest.approx(0.1025, abs=1e-15)
 
 
 def test_learner_uses_the_assigned_polyak_rate() -> None:
