@@ -274,8 +274,6 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"(median run: {wall:.1f} s training for {steps:,} steps)"
     )
     summary.update(median_steps=med_steps, median_seconds=med_secs)
-    if not any(r["logs"] for r in runs):  # SB3's runs (--suite): no diagnostics to show
-        return summary
 
     dips = {r["seed"]: first_dip(r, threshold, args.dip_below, args.held) for r in runs}
     dipping = [r for r in runs if dips[r["seed"]] is not None]
@@ -286,6 +284,8 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"{len(dipping)} of the {len(held)} seeds that held the threshold collapse "
         f"({', '.join(str(r['seed']) for r in dipping) or '-'}), {len(stable)} stay"
     )
+    if not any(r["logs"] for r in runs):  # SB3's runs (--suite): no diagnostics to show
+        return summary
     cols = ["alpha", "entropy", "critic_loss", "critic_loss_max", "q_mean", "q_mean_max", "train_return"]
     head = "| group | seed | window (env steps) | " + " | ".join(cols) + (" | entropy / target |" if target else " |")
     print(
