@@ -191,13 +191,21 @@ def first_hit(run: dict[str, Any], threshold: float) -> tuple[float, float]:
     return math.inf, math.inf
 
 
+def dip_level(threshold: float, dip_below: float) -> float:
+    """The return below which an evaluation is a dip: ``dip_below * threshold`` for a positive
+    threshold, and the same distance below it for a negative one (``threshold - (1 -
+    dip_below) * |threshold|``: Acrobot's -100 with 0.9 gives -110)."""
+    return threshold - (1.0 - dip_below) * abs(threshold)
+
+
 def first_dip(run: dict[str, Any], threshold: float, dip_below: float, held: int) -> int | None:
-    """Env step of the first evaluation below ``dip_below * threshold`` after the policy
-    held the threshold for ``held`` evaluations in a row (a collapse of a solved policy, not
-    the noise of one still learning); None if it never dips after that."""
+    """Env step of the first evaluation below :func:`dip_level` after the policy held the
+    threshold for ``held`` evaluations in a row (a collapse of a solved policy, not the noise
+    of one still learning); None if it never dips after that."""
     evals, solved = run["evals"], False
+    level = dip_level(threshold, dip_below)
     for i, (step, mean, _std, _secs) in enumerate(evals):
-        if solved and mean < dip_below * threshold:
+        if solved and mean < level:
             return int(step)
         solved = solved or all(e[1] >= threshold for e in evals[max(0, i - held + 1) : i + 1]) and i + 1 >= held
     return None
@@ -280,7 +288,8 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     held = [r for r in runs if first_dip(r, threshold, 2.0, args.held) is not None]  # held the threshold
     stable = [r for r in held if dips[r["seed"]] is None]
     print(
-        f"\ncollapse = an eval < {args.dip_below:g} x {threshold:g} after {args.held} evals in a row >= it: "
+        f"\ncollapse = an eval < {dip_level(threshold, args.dip_below):g} after {args.held} evals in a row "
+        f">= {threshold:g}: "
         f"{len(dipping)} of the {len(held)} seeds that held the threshold collapse "
         f"({', '.join(str(r['seed']) for r in dipping) or '-'}), {len(stable)} stay"
     )

@@ -118,3 +118,16 @@ def test_suite_quick_mode_writes_runs_tables_and_figures(tmp_path: Path) -> None
         finals = [r["evals"][-1][1] for r in mine]
         assert re.search(rf"^\| {budget // 2:,} \| [0-2]/2 \| ", block, re.MULTILINE), block
         assert re.search(rf"^\| {budget:,} \| {sum(f >= 20 for f in finals)}/2 \| ", block, re.MULTILINE), block
+
+
+def test_collapse_dip_level_for_positive_and_negative_thresholds() -> None:
+    # A dip is 10% of |threshold| below it either way: CartPole's 475 -> 427.5, Acrobot's -100 -> -110.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("collapse", ROOT / "benchmarks" / "collapse.py")
+    assert spec is not None and spec.loader is not None
+    collapse = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collapse)
+    assert collapse.dip_level(475.0, 0.9) == 427.5 and collapse.dip_level(-100.0, 0.9) == -110.0
+    run = {"evals": [[s, v, 0.0, 0.0] for s, v in enumerate([-300, -95, -90, -99, -105, -120])]}
+    assert collapse.first_dip(run, -100.0, 0.9, 3) == 5  # held -95 -90 -99, then -120 < -110
