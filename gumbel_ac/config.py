@@ -210,8 +210,8 @@ class Config:
     then stays (None: the rate stays target_update_rate): fast targets while learning, slow ones
     once learnt. Slow targets damp the critic's late divergence (Mnih et al. 2015; Lillicrap et
     al. 2015, arXiv:1509.02971; 0.005 is SAC's and SB3's rate). The defaults (0.2 until 10k,
-    0.005 from 40k) were chosen on tuning seeds 100-109 of CartPole-v1 among six schedules and
-    alpha floors, and measured on the reported seeds 0-19 (docs/results.md, "Staying solved").
+    0.005 from 40k) were chosen on tuning seeds 100-109 of CartPole-v1 among nine candidate
+    schedules and alpha floors, and measured on the reported seeds 0-19 (docs/results.md, "Staying solved").
     In (0, 1]."""
     target_update_anneal_start: int = 10_000
     """Env step at which the Polyak rate starts moving to target_update_rate_final: the fast

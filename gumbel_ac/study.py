@@ -399,7 +399,7 @@ def _run_rl(spec: RunSpec, task: Task, runs_dir: Path) -> RunResult:
         gumbel_temperature=spec.tau,
         actor_lr=spec.lr,
         # A constant Polyak rate, as when the reported study ran (the late schedule became the
-        # default after it; it changes nothing the study compares, but would change its numbers).
+        # default after it): pinned so that the study's reported numbers stay reproducible.
         target_update_rate_final=None,
         total_steps=spec.steps,
         learning_starts=spec.learning_starts,
