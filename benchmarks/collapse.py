@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -363,6 +364,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="Config overrides")
     parser.add_argument("--label", help="name of this config in the tables (default: the overrides)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="seeds trained at once, one process each (results are per seed)"
+    )
     parser.add_argument("--out", help="save every seed's curves and diagnostics here (JSON)")
     parser.add_argument("--report", nargs="+", metavar="JSON", help="print saved results; train nothing")
     parser.add_argument("--quick", action="store_true", help="2 seeds x 3k steps: a smoke test of the script")
@@ -407,8 +411,17 @@ def main() -> None:
     nvec = _action_counts(args.env)
     if nvec:  # the trainer's rule (gumbel_ac.agent.default_target_entropy)
         data["target_entropy"] = resolved.target_entropy_ratio * sum(math.log(n) for n in nvec) or None
-    for seed in args.seeds:
-        run = run_seed(seed, args, overrides)
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    pool = None
+    if args.workers > 1:  # each seed is its own process; imap keeps the seed order of the output
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(min(args.workers, len(args.seeds)))
+        done = pool.imap(functools.partial(run_seed, args=args, overrides=overrides), args.seeds)
+    else:
+        done = (run_seed(seed, args, overrides) for seed in args.seeds)
+    for seed, run in zip(args.seeds, done, strict=True):
         if run["interrupted"]:  # Ctrl-C / SIGTERM: the trainer stopped early; keep the finished seeds
             print(f"  seed {seed} interrupted: not recorded; stopping the sweep", flush=True)
             break
@@ -423,6 +436,8 @@ def main() -> None:
             + f" ({run['wall_seconds']:.1f} s wall)",
             flush=True,
         )
+    if pool is not None:
+        pool.terminate()
     report(data, args)
 
 
