@@ -78,6 +78,8 @@ class Agent(nn.Module):
         pixel_scale: factor turning integer pixels into floats (1/255 for 0..255 frames).
         share_encoder: the actor reads the critic's encoder, detached, instead of its own
             (:class:`~gumbel_ac.encoders.DetachedEncoder`); no effect with the "mlp" encoder.
+        critic_layer_norm: layer norm before every hidden ReLU of the critics
+            (:class:`~gumbel_ac.networks.TwinCritic`).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Agent(nn.Module):
         image_shape: Sequence[int] | None = None,
         pixel_scale: float = 1.0,
         share_encoder: bool = False,
+        critic_layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -100,10 +103,15 @@ class Agent(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
         self.pixel_scale = float(pixel_scale)
         self.share_encoder = bool(share_encoder) and encoder != "mlp"
+        self.critic_layer_norm = bool(critic_layer_norm)
 
         def build_critic() -> TwinCritic:
             return TwinCritic(
-                obs_dim, spec.num_logits, hidden_sizes, make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+                obs_dim,
+                spec.num_logits,
+                hidden_sizes,
+                make_encoder(encoder, obs_dim, self.image_shape, pixel_scale),
+                layer_norm=self.critic_layer_norm,
             )
 
         # Initialisation order is part of a seed's result: the actor's weights are drawn first,
@@ -200,6 +208,7 @@ def make_agent(
     image_shape: Sequence[int] | None = None,
     pixel_scale: float = 1.0,
     share_encoder: bool = False,
+    critic_layer_norm: bool = False,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -212,4 +221,5 @@ def make_agent(
         image_shape=image_shape,
         pixel_scale=pixel_scale,
         share_encoder=share_encoder,
+        critic_layer_norm=critic_layer_norm,
     )

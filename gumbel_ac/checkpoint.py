@@ -482,6 +482,7 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         image_shape=meta["encoder"]["image_shape"],
         pixel_scale=meta["encoder"]["pixel_scale"],
         share_encoder=meta["encoder"]["shared"],
+        critic_layer_norm=config.critic_layer_norm,
     )
 
 

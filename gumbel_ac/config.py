@@ -228,6 +228,9 @@ class Config:
     """With a convolutional encoder: the actor reads the critic's encoder features, detached,
     instead of having its own (SAC-AE/DrQ; fewer weights and no actor backward through the
     convolutions). Off = separate encoders, SB3's and CleanRL's sac_atari default."""
+    critic_layer_norm: bool = False
+    """Layer norm before every hidden ReLU of the critics (Ball et al. 2023, arXiv:2302.02948):
+    bounds how far Q can grow away from the data."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of each critic: 1 to 16 layers, each 1 to 65536 wide
     (and the networks must fit the device's free memory: checked at start)."""

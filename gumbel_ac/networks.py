@@ -73,10 +73,16 @@ class TwinCritic(nn.Module):
     then sends gradient into the action (and the actor) but never into the critic, so actor
     and critic losses can share one backward pass. ``encoder`` (shared by the twins) maps the
     observation row to the ``F`` features the MLPs read; the identity by default.
+    ``layer_norm`` normalises every hidden pre-activation (learned gain and shift per twin).
     """
 
     def __init__(
-        self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], encoder: nn.Module | None = None
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        encoder: nn.Module | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if not hidden_sizes:
@@ -99,18 +105,49 @@ class TwinCritic(nn.Module):
         self.w_out = nn.Parameter(torch.empty(2, widths[-1], 1))
         self.b_out = nn.Parameter(torch.empty(2, 1, 1))
         _init_linear_(self.w_out, self.b_out, widths[-1])
+        # Layer norm before every hidden ReLU (gain 1, shift 0 at the start), per twin: the
+        # critic regulariser of Ball et al. 2023 (RLPD, arXiv:2302.02948) and Nauman et al.
+        # 2024 (ICML, PMLR 235), which bound Q's growth off the data.
+        self.layer_norm = bool(layer_norm)
+        self.ln_gain = nn.ParameterList()
+        self.ln_shift = nn.ParameterList()
+        if self.layer_norm:
+            for width in widths:
+                self.ln_gain.append(nn.Parameter(torch.ones(2, 1, width)))
+                self.ln_shift.append(nn.Parameter(torch.zeros(2, 1, width)))
 
     def _params(self, detach: bool) -> list[torch.Tensor]:
-        params = [self.w_obs, self.w_act, self.b_in, *self.hidden_w, *self.hidden_b, self.w_out, self.b_out]
+        """``[w_obs, w_act, b_in, *hidden_w, *hidden_b, w_out, b_out, *ln_gain, *ln_shift]``."""
+        params = [
+            self.w_obs,
+            self.w_act,
+            self.b_in,
+            *self.hidden_w,
+            *self.hidden_b,
+            self.w_out,
+            self.b_out,
+            *self.ln_gain,
+            *self.ln_shift,
+        ]
         return [p.detach() for p in params] if detach else params
+
+    def _activate(self, pre: torch.Tensor, layer: int, params: list[torch.Tensor]) -> torch.Tensor:
+        """ReLU of hidden layer ``layer``'s pre-activation ``[2, M, W]``, layer-normed first if on."""
+        if self.layer_norm:
+            n_layers = len(self.ln_gain)
+            start = len(params) - 2 * n_layers
+            gain, shift = params[start + layer], params[start + n_layers + layer]
+            pre = F.layer_norm(pre, pre.shape[-1:]) * gain + shift
+        return F.relu(pre)
 
     def _trunk(self, h: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         """Hidden layers after the first and the output layer; ``h`` is ``[2, M, W]`` post-ReLU."""
         n_hidden = len(self.hidden_w)
         hidden_w, hidden_b = params[3 : 3 + n_hidden], params[3 + n_hidden : 3 + 2 * n_hidden]
-        for weight, bias in zip(hidden_w, hidden_b, strict=True):
-            h = F.relu(torch.baddbmm(bias, h, weight))
-        return torch.baddbmm(params[-1], h, params[-2]).squeeze(-1)
+        w_out, b_out = params[3 + 2 * n_hidden], params[4 + 2 * n_hidden]
+        for layer, (weight, bias) in enumerate(zip(hidden_w, hidden_b, strict=True), start=1):
+            h = self._activate(torch.baddbmm(bias, h, weight), layer, params)
+        return torch.baddbmm(b_out, h, w_out).squeeze(-1)
 
     def encode(self, obs_BD: torch.Tensor, detach: bool = False) -> torch.Tensor:
         """The shared encoder's features ``[B, F]`` (without a graph when ``detach``)."""
@@ -124,7 +161,7 @@ class TwinCritic(nn.Module):
         params = self._params(detach_params)
         w_obs, w_act, b_in = params[0], params[1], params[2]
         x = torch.cat([feat_BF, action_BK.to(feat_BF.dtype)], dim=-1).expand(2, -1, -1)
-        h = F.relu(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)))
+        h = self._activate(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)), 0, params)
         return self._trunk(h, params)
 
     def q_all(self, feat_BF: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
@@ -134,8 +171,8 @@ class TwinCritic(nn.Module):
         batch, joint = feat_BF.shape[0], joint_onehot_JK.shape[0]
         obs_part = torch.baddbmm(b_in, feat_BF.expand(2, -1, -1), w_obs)  # [2, B, W]
         act_part = torch.matmul(joint_onehot_JK.to(feat_BF.dtype), w_act)  # [2, J, W]
-        h = F.relu(obs_part.unsqueeze(2) + act_part.unsqueeze(1))  # [2, B, J, W]
-        q = self._trunk(h.reshape(2, batch * joint, -1), params)
+        pre = (obs_part.unsqueeze(2) + act_part.unsqueeze(1)).reshape(2, batch * joint, -1)  # [2, B*J, W]
+        q = self._trunk(self._activate(pre, 0, params), params)
         return q.reshape(2, batch, joint)
 
     def forward(self, obs_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:

@@ -314,6 +314,7 @@ class _Run:
             image_shape=self.env.encode.image_shape,
             pixel_scale=self.env.encode.pixel_scale,
             share_encoder=config.share_encoder,
+            critic_layer_norm=config.critic_layer_norm,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all

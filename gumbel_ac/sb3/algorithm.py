@@ -212,6 +212,7 @@ class GumbelAC(OffPolicyAlgorithm):
             target_update_rate=float(self.target_update_rate),
             hidden_sizes=tuple(int(w) for w in net_arch),
             encoder=(self.policy_kwargs or {}).get("encoder") or "mlp",
+            critic_layer_norm=bool((self.policy_kwargs or {}).get("critic_layer_norm", False)),
             alpha=float(self.alpha),
             autotune_alpha=bool(self.autotune_alpha),
             target_entropy_ratio=float(self.target_entropy_ratio),

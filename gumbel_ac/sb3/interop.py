@@ -156,6 +156,8 @@ def from_checkpoint(
     )
     if loaded.agent.image_shape is not None:  # the native rows and encoder, as trained
         params["policy_kwargs"]["encoder"] = loaded.agent.encoder_kind
+    if cfg.critic_layer_norm:
+        params["policy_kwargs"]["critic_layer_norm"] = True
     params.update(kwargs)
     model = GumbelAC("MlpPolicy", env, device=device, **params)
     check_spaces_match(loaded.meta, describe_spaces(model.observation_space, model.action_space), env_name)

@@ -146,6 +146,8 @@ class GumbelACPolicy(BasePolicy):
         alpha: initial entropy coefficient (0 disables the entropy bonus; needs the
             algorithm's ``autotune_alpha=False``).
         target_entropy_ratio: target entropy as a fraction of ``sum_h log(A_h)``.
+        critic_layer_norm: layer norm before every hidden ReLU of the critics (our
+            ``Config.critic_layer_norm``).
 
     The learning rates and ``autotune_alpha`` belong to the algorithm's learner.
     """
@@ -166,6 +168,7 @@ class GumbelACPolicy(BasePolicy):
         alpha: float = 0.05,
         target_entropy_ratio: float = 0.1,
         encoder: str | None = None,
+        critic_layer_norm: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -188,6 +191,7 @@ class GumbelACPolicy(BasePolicy):
         self.target_entropy_ratio = float(target_entropy_ratio)
         self.spec = ActionSpec.from_space(action_space)
         self.encoder = encoder
+        self.critic_layer_norm = bool(critic_layer_norm)
         #: The native trainer's observation rows (image frames as channel-first uint8), used
         #: instead of SB3's preprocessing when ``encoder`` is set.
         self.native_obs: ObsEncoder | None = None
@@ -218,6 +222,7 @@ class GumbelACPolicy(BasePolicy):
             encoder="mlp" if native is None or self.encoder is None else resolve_kind(self.encoder, native.image_shape),
             image_shape=None if native is None else native.image_shape,
             pixel_scale=1.0 if native is None else native.pixel_scale,
+            critic_layer_norm=self.critic_layer_norm,
         )
         if self.alpha_init == 0:
             # As the native trainer: alpha = 0 means no entropy term at all.
@@ -248,6 +253,7 @@ class GumbelACPolicy(BasePolicy):
                 alpha=self.alpha_init,
                 target_entropy_ratio=self.target_entropy_ratio,
                 encoder=self.encoder,
+                critic_layer_norm=self.critic_layer_norm,
             )
         )
         return data
@@ -305,6 +311,7 @@ class CnnPolicy(GumbelACPolicy):
         share_features_extractor: bool = True,
         alpha: float = 0.05,
         target_entropy_ratio: float = 0.1,
+        critic_layer_norm: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -317,6 +324,7 @@ class CnnPolicy(GumbelACPolicy):
             share_features_extractor=share_features_extractor,
             alpha=alpha,
             target_entropy_ratio=target_entropy_ratio,
+            critic_layer_norm=critic_layer_norm,
         )
 
 
