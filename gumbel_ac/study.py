@@ -177,17 +177,23 @@ TASKS: dict[str, Task] = {
         _rl("bandit256", "gumbel_ac/Bandit-v0", '{"arms": 256}', 8.0),
         _rl("pennies2", "gumbel_ac/Pennies-v0", '{"actions": 2}', 16.0),
         _rl("pennies8", "gumbel_ac/Pennies-v0", '{"actions": 8}', 28.0),
-        _rl(
-            "deepsea10",
-            "gumbel_ac/DeepSea-v0",
-            '{"size": 10}',
-            0.99,
-            steps=30_000,
-            eval_every=3_000,
-            eval_episodes=16,
-            final_eval_episodes=2,  # deterministic env and policy: every episode is the same
-            binary=True,
+        *(
+            _rl(
+                f"deepsea{size}",
+                "gumbel_ac/DeepSea-v0",
+                f'{{"size": {size}}}',
+                0.99,
+                steps=30_000,
+                eval_every=3_000,
+                eval_episodes=16,
+                final_eval_episodes=2,  # deterministic env and policy: every episode is the same
+                binary=True,
+            )
+            for size in (10, 20, 30)
         ),
+        _rl("catch", "gumbel_ac/Catch-v0", "", 1.0),
+        _rl("cartpole", "gumbel_ac/CartPole-v1", "", 500.0, eval_episodes=16, final_eval_episodes=16),
+        _rl("dials3x4", "gumbel_ac/Dials-v0", '{"heads": 3, "choices": 4, "reward": "pairs"}', 8.0),
         Task("distill16", "distill", 500, 100, 25, 10, (0.02, 0.1), num_actions=16, batch=32, optimum=0.0),
     )
 }
@@ -849,6 +855,9 @@ class Settings:
     seeds: int = 10
     binary_seeds: int = 20
     tune_seeds: int = 1
+    first_seed: int = 0
+    """The reported seeds are ``first_seed, first_seed + 1, ...``: a replication of the study
+    (same tuning, so the same chosen grid points) on seeds no earlier run reported."""
     quick: bool = False
     workers: int = 2
     reps: int = 2000
@@ -933,14 +942,15 @@ def choose(
 
 
 def plan_report(settings: Settings, chosen: dict[str, dict[Cell, tuple[float, float]]]) -> list[RunSpec]:
-    """The reported runs: every cell at its chosen point on seeds 0..N-1 (seed-major: paired
-    runs finish together, and an interrupted study has whole seeds)."""
+    """The reported runs: every cell at its chosen point on seeds ``first_seed`` .. + N-1
+    (seed-major: paired runs finish together, and an interrupted study has whole seeds)."""
     specs: list[RunSpec] = []
     longest = max(settings.binary_seeds if TASKS[t].binary else settings.seeds for t in settings.tasks)
-    for seed in range(longest):
+    for index in range(longest):
+        seed = settings.first_seed + index
         for name in settings.tasks:
             task = TASKS[name]
-            if seed >= (settings.binary_seeds if task.binary else settings.seeds):
+            if index >= (settings.binary_seeds if task.binary else settings.seeds):
                 continue
             budget = _budget(task, settings.quick)
             for cell in cells_for(task):
@@ -1188,6 +1198,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument(
         "--tune-seeds", type=int, default=1, help="tuning seeds 1000.. per grid point (default: %(default)s)"
     )
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first reported seed (default: %(default)s); e.g. 20 replicates the study on new seeds",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel runs, one torch thread each (default: %(default)s)")
     p.add_argument("--reps", type=int, default=None, help="bootstrap replications (default 2000; --quick: 200)")
     p.add_argument(
@@ -1200,6 +1216,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if a.tune_seeds < 1:
         p.error(f"--tune-seeds must be >= 1, got {a.tune_seeds}")
+    if not 0 <= a.first_seed < TUNING_SEED_BASE:
+        p.error(f"--first-seed must be in [0, {TUNING_SEED_BASE}) (the tuning seeds start there), got {a.first_seed}")
     quick_seeds = 2 if a.quick else None
     return Settings(
         out=a.out,
@@ -1207,6 +1225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         seeds=a.seeds or quick_seeds or 10,
         binary_seeds=a.binary_seeds or quick_seeds or 20,
         tune_seeds=a.tune_seeds,
+        first_seed=a.first_seed,
         quick=a.quick,
         workers=a.workers,
         reps=a.reps or (200 if a.quick else 2000),
