@@ -1077,6 +1077,140 @@ def write_outputs(
     return [f for f in files if f.exists()]
 
 
+def _read_rows(path: Path, kind: type[Any]) -> list[Any]:
+    """``cells.csv`` / ``effects.csv`` rows back as :class:`CellRow` / :class:`EffectRow`."""
+    types = {f.name: f.type for f in dataclasses.fields(kind)}
+    rows = []
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            values: dict[str, Any] = {}
+            for key, text in raw.items():
+                if key not in types:
+                    continue
+                kind_name = str(types[key])
+                if kind_name == "float":
+                    values[key] = float(text) if text not in ("", None) else math.nan
+                elif kind_name == "int":
+                    values[key] = int(text)
+                else:
+                    values[key] = text
+            rows.append(kind(**values))
+    return rows
+
+
+@dataclass
+class ReplicationRow:
+    """One estimate of the original study next to the same estimate on new seeds."""
+
+    what: str
+    """``"effect"`` (a comparison: the IQM difference) or ``"cell"`` (a cell's IQM)."""
+    task: str
+    metric: str
+    name: str
+    value: float
+    low: float
+    high: float
+    rep_value: float
+    rep_low: float
+    rep_high: float
+    verdict: str
+    """For effects: ``holds`` (an interval that excludes 0 in the original; the new estimate has
+    the same sign and lies in the original interval), ``same sign, outside the CI``,
+    ``no effect, again`` (both intervals hold 0), and the fragile ones: ``sign flipped``
+    (opposite signs and the original interval excludes 0) and ``an effect appeared`` (the
+    original interval holds 0, the new one does not). For cells: ``holds`` (the new IQM lies in
+    the original interval) or ``outside the CI``."""
+
+    @property
+    def fragile(self) -> bool:
+        return self.verdict in ("sign flipped", "an effect appeared", "outside the CI")
+
+
+def _effect_verdict(value: float, low: float, high: float, rep: float, rep_low: float, rep_high: float) -> str:
+    if low <= 0.0 <= high:
+        return "no effect, again" if rep_low <= 0.0 <= rep_high else "an effect appeared"
+    if math.copysign(1.0, rep) != math.copysign(1.0, value) or rep == 0.0:
+        return "sign flipped"
+    return "holds" if low <= rep <= high else "same sign, outside the CI"
+
+
+def replication_rows(
+    cells: Sequence[CellRow],
+    effects: Sequence[EffectRow],
+    rep_cells: Sequence[CellRow],
+    rep_effects: Sequence[EffectRow],
+) -> list[ReplicationRow]:
+    """Every effect and cell of a study next to its replication on other seeds (the rows
+    both have), with a verdict on whether the direction, and the value, reproduced."""
+    rows: list[ReplicationRow] = []
+    rep_e = {(e.task, e.metric, e.factor, e.a, e.b): e for e in rep_effects}
+    for e in effects:
+        r = rep_e.get((e.task, e.metric, e.factor, e.a, e.b))
+        if r is None:
+            continue
+        name = f"{e.a} vs {e.b}" if e.factor == "reference" else f"{e.factor}: {e.a} vs {e.b}"
+        verdict = _effect_verdict(e.diff, e.diff_low, e.diff_high, r.diff, r.diff_low, r.diff_high)
+        rows.append(
+            ReplicationRow("effect", e.task, e.metric, name, e.diff, e.diff_low, e.diff_high, r.diff, r.diff_low,
+                           r.diff_high, verdict)
+        )  # fmt: skip
+    rep_c = {(c.task, c.metric, c.cell): c for c in rep_cells}
+    for c in cells:
+        q = rep_c.get((c.task, c.metric, c.cell))
+        if q is None:
+            continue
+        verdict = "holds" if c.low <= q.iqm <= c.high else "outside the CI"
+        rows.append(
+            ReplicationRow("cell", c.task, c.metric, c.cell, c.iqm, c.low, c.high, q.iqm, q.low, q.high, verdict)
+        )
+    return rows
+
+
+def compare_replication(original: Path, replication: Path) -> list[ReplicationRow]:
+    """:func:`replication_rows` of two study folders; writes ``replication.csv`` and
+    ``replication.md`` into ``replication``."""
+    rows = replication_rows(
+        _read_rows(original / "cells.csv", CellRow),
+        _read_rows(original / "effects.csv", EffectRow),
+        _read_rows(replication / "cells.csv", CellRow),
+        _read_rows(replication / "effects.csv", EffectRow),
+    )
+    _write_csv(replication / "replication.csv", [{**dataclasses.asdict(r), "fragile": r.fragile} for r in rows])
+    (replication / "replication.md").write_text(replication_markdown(rows) + "\n")
+    return rows
+
+
+def replication_markdown(rows: Sequence[ReplicationRow]) -> str:
+    """A count of verdicts per kind and metric, then every fragile row."""
+    lines = ["| estimates | metric | " + " | ".join(VERDICTS) + " |", "|---|---|" + "---|" * len(VERDICTS)]
+    for what in ("effect", "cell"):
+        for metric in METRICS:
+            mine = [r for r in rows if r.what == what and r.metric == metric]
+            if mine:
+                counts = [str(sum(r.verdict == v for r in mine)) for v in VERDICTS]
+                lines.append(f"| {what}s | {metric} | " + " | ".join(counts) + " |")
+    fragile = [r for r in rows if r.fragile]
+    lines += ["", "| fragile | task | metric | estimate | original [95% CI] | replication [95% CI] | verdict |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in fragile:
+        lines.append(
+            f"| {r.what} | {r.task} | {r.metric} | {r.name} | {_f(r.value)} [{_f(r.low)}, {_f(r.high)}] | "
+            f"{_f(r.rep_value)} [{_f(r.rep_low)}, {_f(r.rep_high)}] | {r.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+#: Every verdict of :class:`ReplicationRow`, in table order.
+VERDICTS: tuple[str, ...] = (
+    "holds",
+    "same sign, outside the CI",
+    "no effect, again",
+    "sign flipped",
+    "an effect appeared",
+    "outside the CI",
+)
+
+
 def _pyplot() -> Any:
     import matplotlib  # noqa: PLC0415
 
@@ -1182,6 +1316,14 @@ def plot_profiles(task: Task, results: Sequence[RunResult], out: Path, *, reps: 
 # ----------------------------------------------------------------------------- CLI
 
 
+def parse_compare(argv: Sequence[str]) -> tuple[Path, Path] | None:
+    """The two folders of ``--compare ORIGINAL REPLICATION``, or None without the flag."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--compare", nargs=2, type=Path)
+    known, _ = p.parse_known_args(list(argv))
+    return None if known.compare is None else (known.compare[0], known.compare[1])
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """Command-line flags -> :class:`Settings`."""
     p = argparse.ArgumentParser(
@@ -1209,6 +1351,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument(
         "--quick", action="store_true", help="2 seeds, 3 tasks, tiny budgets, a one-point grid (no tuning runs)"
     )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("ORIGINAL", "REPLICATION"),
+        help="train nothing: compare two finished study folders (e.g. --first-seed 20's) estimate by estimate",
+    )
     a = p.parse_args(argv)
     for flag in ("seeds", "binary_seeds", "workers", "reps"):
         value = getattr(a, flag)
@@ -1233,6 +1382,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    compare = parse_compare(argv)
+    if compare is not None:
+        for folder in compare:
+            if not (folder / "effects.csv").is_file() or not (folder / "cells.csv").is_file():
+                print(f"error: {folder} holds no finished study (no effects.csv/cells.csv)", file=sys.stderr)
+                return 2
+        rows = compare_replication(*compare)
+        print(replication_markdown(rows))
+        print(f"\nwritten: {compare[1] / 'replication.md'}, {compare[1] / 'replication.csv'}")
+        return 0
     settings = parse_args(argv)
     try:
         import scipy.stats  # noqa: F401, PLC0415 (Wilcoxon p-values)

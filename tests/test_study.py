@@ -228,6 +228,40 @@ def test_full_plan_keeps_tuning_and_reported_seeds_apart() -> None:
     assert all(s.phase == "report" for s in report) and len({s.name for s in report}) == len(report)
 
 
+def test_first_seed_moves_only_the_reported_seeds() -> None:
+    base = Settings(tasks=("pennies2", "deepsea10"))
+    moved = dataclasses.replace(base, first_seed=20)
+    assert study.plan_tuning(moved) == study.plan_tuning(base)  # same tuning, so the same chosen points
+    chosen = {t: {c: tuning_grid(TASKS[t], c, quick=False)[0] for c in cells_for(TASKS[t])} for t in base.tasks}
+    report = study.plan_report(moved, chosen)
+    assert {s.seed for s in report if s.task == "pennies2"} == set(range(20, 30))
+    assert {s.seed for s in report if s.task == "deepsea10"} == set(range(20, 40))
+    assert study.parse_args(["--first-seed", "20"]).first_seed == 20
+    with pytest.raises(SystemExit):
+        study.parse_args(["--first-seed", "1000"])  # the tuning seeds start there
+
+
+@pytest.mark.parametrize(
+    ("original", "replication", "verdict"),
+    [
+        ((0.5, 0.2, 0.8), (0.6, 0.1, 1.1), "holds"),
+        ((0.5, 0.2, 0.8), (1.5, 1.1, 1.9), "same sign, outside the CI"),
+        ((0.5, 0.2, 0.8), (-0.1, -0.4, 0.2), "sign flipped"),
+        ((-0.5, -0.8, -0.2), (0.3, -0.1, 0.7), "sign flipped"),
+        ((0.1, -0.2, 0.4), (-0.1, -0.3, 0.05), "no effect, again"),
+        ((0.1, -0.2, 0.4), (0.9, 0.5, 1.3), "an effect appeared"),
+    ],
+)
+def test_replication_verdicts_by_hand(original: tuple, replication: tuple, verdict: str) -> None:
+    def effect(diff: float, low: float, high: float) -> study.EffectRow:
+        return study.EffectRow("t", "auc", "acting", "sample", "mode", 4, 10, 0.0, 0.0, diff, low, high, 0.5, 0, 1, 1)
+
+    rows = study.replication_rows([], [effect(*original)], [], [effect(*replication)])
+    assert [r.verdict for r in rows] == [verdict]
+    assert rows[0].fragile == (verdict in ("sign flipped", "an effect appeared"))
+    assert rows[0].name == "acting: sample vs mode"
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -322,6 +356,28 @@ def test_quick_study_resumes_without_training(quick_run: tuple[Path, study.Study
     assert study.load_finished(stored, mine.spec) == mine
     other = dataclasses.replace(mine.spec, lr=mine.spec.lr * 2)
     assert study.load_finished(stored, other) is None
+
+
+def test_compare_reads_the_outputs_back_and_a_study_replicates_itself(
+    quick_run: tuple[Path, study.StudyResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, result = quick_run
+    for kind, name, written in (
+        (study.EffectRow, "effects.csv", result.effects),
+        (study.CellRow, "cells.csv", result.cells),
+    ):
+        back = study._read_rows(out / name, kind)
+        assert len(back) == len(written)
+        for got, want in zip(back, written, strict=True):
+            for x, y in zip(dataclasses.astuple(got), dataclasses.astuple(want), strict=True):
+                assert x == pytest.approx(y, nan_ok=True) if isinstance(y, float) else x == y
+    # the same folder as its own replication: every estimate lands on itself
+    assert study.main(["--compare", str(out), str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "replication.csv")))
+    assert len(rows) == len(result.effects) + len(result.cells)
+    assert {r["verdict"] for r in rows} <= {"holds", "no effect, again"} and all(r["fragile"] == "False" for r in rows)
+    assert "| estimates | metric |" in capsys.readouterr().out
+    assert study.main(["--compare", str(out), str(tmp_path)]) == 2  # not a study folder: one clear error
 
 
 def test_gradient_cosine_is_one_for_exact_and_below_for_samplers() -> None:
