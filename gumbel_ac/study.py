@@ -66,7 +66,7 @@ Outputs in ``--out`` (default ``runs/study``): ``runs/<run>.json`` (one per run:
 curves and metrics; a run whose file exists is not trained again, so an interrupted study
 resumes), the RL runs' folders under ``runs/`` (metrics.jsonl and the final checkpoint),
 ``runs.csv`` and ``runs.json`` (every run, tuning runs included), ``tuning.csv``,
-``cells.csv``, ``effects.csv``, ``tables.md``, ``iqm_<metric>.png``, ``effects.png`` and
+``cells.csv``, ``effects.csv``, ``tables.md``, ``effects.md``, ``iqm_<metric>.png``, ``effects.png`` and
 ``profiles_<task>.png``.
 
     python -m gumbel_ac.study --quick                  # 2 seeds, 3 tasks, tiny budgets, no tuning
@@ -1049,6 +1049,33 @@ def markdown_tables(cells: Sequence[CellRow], effects: Sequence[EffectRow]) -> s
     return "\n".join(lines)
 
 
+def effects_markdown(effects: Sequence[EffectRow]) -> str:
+    """Every comparison, one table per metric with a task column (docs/study.md's "Per-task
+    effects"; bold: Holm-adjusted p < 0.05)."""
+    lines: list[str] = []
+    for metric in METRICS:
+        lines += [
+            f"#### Metric `{metric}`",
+            "",
+            "| task | comparison (A vs B) | IQM(A) | IQM(B) | IQM(A) - IQM(B) [95% CI] | P(A > B) [95% CI] "
+            "| p (Holm) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for e in effects:
+            if e.metric != metric:
+                continue
+            what = f"`{e.a}` vs `{e.b}`" if e.factor == "reference" else f"{e.factor}: {e.a} vs {e.b}"
+            holm_p = _f(e.p_holm, 2)
+            lines.append(
+                f"| {e.task} | {what} | {_f(e.iqm_a)} | {_f(e.iqm_b)} "
+                f"| {_f(e.diff)} [{_f(e.diff_low)}, {_f(e.diff_high)}] "
+                f"| {_f(e.p_improve, 2)} [{_f(e.p_improve_low, 2)}, {_f(e.p_improve_high, 2)}] "
+                f"| {f'**{holm_p}**' if e.p_holm < 0.05 else holm_p} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_outputs(
     out: Path,
     settings: Settings,
@@ -1066,7 +1093,8 @@ def write_outputs(
     _write_csv(files[4], [dataclasses.asdict(e) for e in effects])
     tables = markdown_tables(cells, effects)
     (out / "tables.md").write_text(tables + "\n")
-    files.append(out / "tables.md")
+    (out / "effects.md").write_text(effects_markdown(effects))
+    files += [out / "tables.md", out / "effects.md"]
     files += plot_iqm(cells, out)
     files += plot_effects(effects, out)
     report = [r for r in results if r.spec.phase == "report"]

@@ -286,7 +286,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 def test_quick_study_writes_every_output(quick_run: tuple[Path, study.StudyResult]) -> None:
     out, result = quick_run
     names = {f.name for f in result.files}
-    expected = {"runs.csv", "runs.json", "tuning.csv", "cells.csv", "effects.csv", "tables.md"}
+    expected = {"runs.csv", "runs.json", "tuning.csv", "cells.csv", "effects.csv", "tables.md", "effects.md"}
     assert expected | {"iqm_auc.png", "iqm_final.png", "effects.png", "profiles_pennies2.png"} <= names
     for f in result.files:
         assert f.stat().st_size > 0
