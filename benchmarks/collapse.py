@@ -158,11 +158,11 @@ def iqm_ci(x: np.ndarray, reps: int = 2_000, seed: int = 0) -> tuple[float, floa
     falls back to the same percentile bootstrap in numpy, and the source is printed."""
     x = np.asarray(x, dtype=np.float64)
     try:
-        from rliable import library as rly  # type: ignore[import-not-found]
         from rliable import metrics  # type: ignore[import-not-found]
+        from rliable_seeded import interval_estimates
 
-        point, ci = rly.get_interval_estimates(
-            {"m": x[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps
+        point, ci = interval_estimates(
+            {"m": x[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, seed=seed
         )
         return float(point["m"][0]), float(ci["m"][0, 0]), float(ci["m"][1, 0]), "rliable"
     except Exception:

@@ -492,15 +492,13 @@ def auc(run: Run, task: Task, random: float) -> float:
 
 def iqm_ci(values: Sequence[float], reps: int) -> tuple[float, float, float]:
     """IQM over runs with its 95% stratified-bootstrap CI (rliable; one task = one stratum)."""
-    from rliable import library as rly
     from rliable import metrics
+    from rliable_seeded import interval_estimates
 
     scores = np.asarray(values, dtype=float).reshape(-1, 1)
     if scores.shape[0] < 2:
         return float(scores[0, 0]), float(scores[0, 0]), float(scores[0, 0])
-    point, interval = rly.get_interval_estimates(
-        {"m": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps, random_state=np.random.RandomState(0)
-    )
+    point, interval = interval_estimates({"m": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
     return float(point["m"][0]), float(interval["m"][0, 0]), float(interval["m"][1, 0])
 
 
@@ -646,8 +644,8 @@ def plot_aggregate(runs: list[Run], tasks: Sequence[Task], randoms: dict[str, fl
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from rliable import library as rly
     from rliable import metrics, plot_utils
+    from rliable_seeded import interval_estimates
 
     methods = [m for m in METHODS if any(r.method == m for r in runs)]
     done = {(r.task, r.method, r.seed): r for r in runs}
@@ -671,12 +669,7 @@ def plot_aggregate(runs: list[Run], tasks: Sequence[Task], randoms: dict[str, fl
         )  # fmt: skip
         score_dict[METHOD_LABELS[method]] = matrix
         used.append(method)
-    point, interval = rly.get_interval_estimates(
-        score_dict,
-        lambda x: np.array([metrics.aggregate_iqm(x)]),
-        reps=reps,
-        random_state=np.random.RandomState(0),
-    )
+    point, interval = interval_estimates(score_dict, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
     fig, _ = plot_utils.plot_interval_estimates(
         point,
         interval,

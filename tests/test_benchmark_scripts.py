@@ -131,3 +131,33 @@ def test_collapse_dip_level_for_positive_and_negative_thresholds() -> None:
     assert collapse.dip_level(475.0, 0.9) == 427.5 and collapse.dip_level(-100.0, 0.9) == -110.0
     run = {"evals": [[s, v, 0.0, 0.0] for s, v in enumerate([-300, -95, -90, -99, -105, -120])]}
     assert collapse.first_dip(run, -100.0, 0.9, 3) == 5  # held -95 -90 -99, then -120 < -110
+
+
+def test_rliable_intervals_are_reproducible_and_leave_the_global_generator_alone() -> None:
+    # rliable draws its bootstrap indices from NumPy's global generator, ignoring random_state;
+    # the wrapper seeds it per call: the same scores give the same interval whatever came before.
+    import importlib.util
+
+    import numpy as np
+    from rliable import metrics
+
+    spec = importlib.util.spec_from_file_location("rliable_seeded", ROOT / "benchmarks" / "rliable_seeded.py")
+    assert spec is not None and spec.loader is not None
+    seeded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seeded)
+    scores = {"m": np.array([[500.0], [109.0], [500.0], [480.0], [60.0], [230.0]])}
+
+    def iqm(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x)])
+
+    intervals = []
+    for global_seed in (1, 2, 3):
+        np.random.seed(global_seed)
+        before = np.random.get_state()[1].copy()
+        point, ci = seeded.interval_estimates(scores, iqm, reps=500, seed=7)
+        assert np.array_equal(np.random.get_state()[1], before)  # the caller's stream is untouched
+        intervals.append(ci["m"].ravel().tolist())
+    assert intervals[0] == intervals[1] == intervals[2]
+    assert point["m"][0] == metrics.aggregate_iqm(scores["m"])
+    other = seeded.interval_estimates(scores, iqm, reps=500, seed=8)[1]["m"].ravel().tolist()
+    assert other != intervals[0]  # the seed is what fixes it
