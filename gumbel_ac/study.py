@@ -21,8 +21,10 @@ leave-one-out baseline, Kool et al. 2019, as where actions cannot be enumerated)
 
 Tasks (:data:`TASKS`): the many-armed ``Bandit-v0`` at K = 16, 64, 256 arms; ``Pennies-v0``
 at K = 2 and 8 (the optimal policy is the uniform mix, any deterministic policy is
-exploited); ``DeepSea-v0`` size 10 (deep exploration, a binary outcome: 20 reported seeds);
-and ``distill16``, the lab's mode-seeking task (fit 16 logits to a bimodal target by
+exploited); ``DeepSea-v0`` of size 10, 20 and 30 (deep exploration, a binary outcome: 20
+reported seeds); bsuite's ``Catch-v0``; ``CartPole-v1`` (the batched torch copy);
+``Dials-v0`` with 3 heads of 4 choices and the "pairs" reward (combinatorial ``MultiDiscrete``
+actions, 64 joint); and ``distill16``, the lab's mode-seeking task (fit 16 logits to a bimodal target by
 minimising ``KL(pi || p*)``, gumbel_ac/lab_problems.py ``distill``), where acting does not
 exist and only the estimator factors apply.
 
@@ -72,6 +74,8 @@ resumes), the RL runs' folders under ``runs/`` (metrics.jsonl and the final chec
     python -m gumbel_ac.study --quick                  # 2 seeds, 3 tasks, tiny budgets, no tuning
     python -m gumbel_ac.study --workers 2              # the full study (about 2 hours on 2 cores)
     python -m gumbel_ac.study --tasks pennies2 --seeds 5 --tune-seeds 2
+    python -m gumbel_ac.study --first-seed 20 --reuse runs/study --out runs/study_rep   # new seeds
+    python -m gumbel_ac.study --compare runs/study runs/study_rep             # estimate by estimate
 """
 
 from __future__ import annotations
@@ -483,10 +487,17 @@ def run_one(spec: RunSpec, out: str) -> RunResult:
     return result
 
 
-def run_all(specs: Sequence[RunSpec], out: Path, workers: int, log: Callable[[str], None] = print) -> list[RunResult]:
+def run_all(
+    specs: Sequence[RunSpec],
+    out: Path,
+    workers: int,
+    log: Callable[[str], None] = print,
+    reuse: Path | None = None,
+) -> list[RunResult]:
     """Run ``specs`` on ``workers`` processes (1: in this process); results in ``specs`` order.
 
-    Finished runs found in ``out/runs`` are read, not retrained.
+    Finished runs found in ``out/runs`` (or in ``reuse/runs``, another study's folder) are
+    read, not retrained.
     """
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -494,6 +505,8 @@ def run_all(specs: Sequence[RunSpec], out: Path, workers: int, log: Callable[[st
     todo = []
     for spec in specs:
         done = load_finished(runs_dir / f"{spec.name}.json", spec)
+        if done is None and reuse is not None:
+            done = load_finished(reuse / "runs" / f"{spec.name}.json", spec)
         if done is not None:
             results[spec] = done
         else:
@@ -861,6 +874,9 @@ class Settings:
     first_seed: int = 0
     """The reported seeds are ``first_seed, first_seed + 1, ...``: a replication of the study
     (same tuning, so the same chosen grid points) on seeds no earlier run reported."""
+    reuse: Path | None = None
+    """Another study folder whose finished runs are read instead of trained (a replication
+    reads the original's tuning runs, so it reports the same chosen grid points)."""
     quick: bool = False
     workers: int = 2
     reps: int = 2000
@@ -969,11 +985,11 @@ def run_study(settings: Settings, log: Callable[[str], None] = print) -> StudyRe
     out.mkdir(parents=True, exist_ok=True)
     tuning_specs = plan_tuning(settings)
     log(f"tuning: {len(tuning_specs)} runs on {settings.workers} worker(s) -> {out}")
-    tuning = run_all(tuning_specs, out, settings.workers, log)
+    tuning = run_all(tuning_specs, out, settings.workers, log, reuse=settings.reuse)
     chosen, tuning_rows = choose(settings, tuning)
     report_specs = plan_report(settings, chosen)
     log(f"reported: {len(report_specs)} runs")
-    report = run_all(report_specs, out, settings.workers, log)
+    report = run_all(report_specs, out, settings.workers, log, reuse=settings.reuse)
     cells: list[CellRow] = []
     effects: list[EffectRow] = []
     for name in settings.tasks:
@@ -1377,6 +1393,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=0,
         help="first reported seed (default: %(default)s); e.g. 20 replicates the study on new seeds",
     )
+    p.add_argument(
+        "--reuse", type=Path, default=None, help="read finished runs from this study folder too (e.g. its tuning)"
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel runs, one torch thread each (default: %(default)s)")
     p.add_argument("--reps", type=int, default=None, help="bootstrap replications (default 2000; --quick: 200)")
     p.add_argument(
@@ -1406,6 +1425,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         binary_seeds=a.binary_seeds or quick_seeds or 20,
         tune_seeds=a.tune_seeds,
         first_seed=a.first_seed,
+        reuse=a.reuse,
         quick=a.quick,
         workers=a.workers,
         reps=a.reps or (200 if a.quick else 2000),

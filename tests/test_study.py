@@ -350,6 +350,11 @@ def test_quick_study_resumes_without_training(quick_run: tuple[Path, study.Study
     settings = Settings(out=out, tasks=("pennies2", "distill16"), seeds=2, binary_seeds=2, quick=True, reps=100)
     again = study.run_study(settings, log=lambda _: None)
     assert [r.auc for r in again.results] == [r.auc for r in first.results]
+    # another folder reads them through --reuse, trains nothing either, and writes its own outputs
+    elsewhere = out.parent / f"{out.name}_reuse"
+    reused = study.run_study(dataclasses.replace(settings, out=elsewhere, reuse=out), log=lambda _: None)
+    assert [r.auc for r in reused.results] == [r.auc for r in first.results]
+    assert (elsewhere / "effects.csv").is_file()
     # a stored result is trusted for its own spec only
     mine = next(r for r in first.results if r.spec.task == "distill16")
     stored = out / "runs" / f"{mine.spec.name}.json"
