@@ -1267,14 +1267,29 @@ def _pyplot() -> Any:
     return plt
 
 
+#: Panels per row of the study's multi-task figures.
+PANEL_COLUMNS = 4
+
+
+def _panel_grid(plt: Any, panels: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure of ``panels`` axes, :data:`PANEL_COLUMNS` to a row; the unused ones hidden."""
+    cols = min(panels, PANEL_COLUMNS)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
 def plot_iqm(cells: Sequence[CellRow], out: Path) -> list[Path]:
     """One figure per metric: a panel per task, the cells' IQMs with 95% intervals."""
     plt = _pyplot()
     paths = []
     tasks = list(dict.fromkeys(c.task for c in cells))
     for metric in METRICS:
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 5.0), squeeze=False)
-        for ax, task in zip(axes[0], tasks, strict=True):
+        fig, axes = _panel_grid(plt, len(tasks), 4.2, 5.0)
+        for ax, task in zip(axes, tasks, strict=True):
             rows = [c for c in cells if c.task == task and c.metric == metric]
             y = np.arange(len(rows))
             colors = [
@@ -1306,29 +1321,28 @@ def plot_effects(effects: Sequence[EffectRow], out: Path) -> list[Path]:
         return []
     plt = _pyplot()
     tasks = list(dict.fromkeys(e.task for e in effects))
-    fig, axes = plt.subplots(len(METRICS), len(tasks), figsize=(4.2 * len(tasks), 3.2 * len(METRICS)), squeeze=False)
-    for col, task in enumerate(tasks):
-        for row_i, metric in enumerate(METRICS):
-            ax = axes[row_i][col]
-            rows = [e for e in effects if e.task == task and e.metric == metric]
-            y = np.arange(len(rows))
-            for i, e in enumerate(rows):
-                significant = math.isfinite(e.p_holm) and e.p_holm < 0.05
-                ax.errorbar(
-                    [e.diff],
-                    [i],
-                    xerr=[[e.diff - e.diff_low], [e.diff_high - e.diff]],
-                    fmt="o",
-                    color="C3" if significant else "C0",
-                    mfc="C3" if significant else "white",
-                    capsize=2,
-                    ms=4,
-                )
-            ax.axvline(0.0, color="gray", lw=1)
-            ax.set_yticks(y, [f"{e.a} - {e.b}" for e in rows], fontsize=7)
-            ax.invert_yaxis()
-            ax.set_title(f"{task}: {metric}", fontsize=9)
-            ax.grid(alpha=0.3, axis="x")
+    panels = [(task, metric) for task in tasks for metric in METRICS]
+    fig, axes = _panel_grid(plt, len(panels), 4.2, 3.2)
+    for ax, (task, metric) in zip(axes, panels, strict=True):
+        rows = [e for e in effects if e.task == task and e.metric == metric]
+        y = np.arange(len(rows))
+        for i, e in enumerate(rows):
+            significant = math.isfinite(e.p_holm) and e.p_holm < 0.05
+            ax.errorbar(
+                [e.diff],
+                [i],
+                xerr=[[e.diff - e.diff_low], [e.diff_high - e.diff]],
+                fmt="o",
+                color="C3" if significant else "C0",
+                mfc="C3" if significant else "white",
+                capsize=2,
+                ms=4,
+            )
+        ax.axvline(0.0, color="gray", lw=1)
+        ax.set_yticks(y, [f"{e.a} - {e.b}" for e in rows], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{task}: {metric}", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
     fig.suptitle("paired IQM differences, 95% CI (red: Holm-adjusted p < 0.05)", fontsize=9)
     fig.tight_layout()
     path = out / "effects.png"
