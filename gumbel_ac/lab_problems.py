@@ -350,12 +350,16 @@ def load_run_problem(
     ``gumbel_ac.vector.make_env``; imported here so the synthetic lab never needs them.
     """
     from gumbel_ac.checkpoint import load_run  # noqa: PLC0415 (optional, heavy)
-    from gumbel_ac.vector import make_env  # noqa: PLC0415
+    from gumbel_ac.vector import eval_env_kwargs, make_env  # noqa: PLC0415
 
     run = load_run(run_dir)
-    env_id = env_id or _env_id(run.config)
+    own_env = _env_id(run.config)
+    env_id = env_id or own_env
     if env_id is None:
         raise ValueError(f"cannot tell the env id of run {run_dir!r} from its config; pass --env")
-    env = make_env(env_id, num_envs=num_envs, device="cpu", seed=seed)
+    # The run's own env is rebuilt as it was trained (a DeepSea of size 20 stays size 20); an
+    # env named instead gets its defaults. Evaluation's rule for which kwargs carry over.
+    kwargs = eval_env_kwargs(run.config.env_kwargs_dict()) if env_id == own_env else {}
+    env = make_env(env_id, num_envs=num_envs, device="cpu", seed=seed, **kwargs)
     states = collect_states(run.agent, env, num_states=num_states, rollout_steps=rollout_steps, seed=seed)
     return agent_problem(run.agent, states, name=f"critic-{env_id}")

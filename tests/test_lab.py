@@ -265,14 +265,23 @@ def test_cli_run_loads_checkpoint_through_the_api(tmp_path, monkeypatch) -> None
 
     def load_run(path):
         calls["path"] = path
-        return SimpleNamespace(agent=FakeAgent(), config=SimpleNamespace(env_id="Fake-v0"))
+        # the run's env was trained with kwargs; "render_mode" is one evaluation drops
+        kwargs = {"size": 3, "render_mode": "rgb_array"}
+        return SimpleNamespace(
+            agent=FakeAgent(), config=SimpleNamespace(env_id="Fake-v0", env_kwargs_dict=lambda: kwargs)
+        )
 
-    def make_env(env_id, *, num_envs, device, seed):
-        calls["env"] = (env_id, device)
+    def make_env(env_id, *, num_envs, device, seed, **kwargs):
+        calls["env"] = (env_id, device, kwargs)
         return FakeEnv()
 
+    def eval_env_kwargs(kwargs):
+        return {k: v for k, v in kwargs.items() if k != "render_mode"}
+
     monkeypatch.setitem(sys.modules, "gumbel_ac.checkpoint", types.SimpleNamespace(load_run=load_run))
-    monkeypatch.setitem(sys.modules, "gumbel_ac.vector", types.SimpleNamespace(make_env=make_env))
+    monkeypatch.setitem(
+        sys.modules, "gumbel_ac.vector", types.SimpleNamespace(make_env=make_env, eval_env_kwargs=eval_env_kwargs)
+    )
     out = tmp_path / "real"
     rc = lab.main(
         [
@@ -293,8 +302,13 @@ def test_cli_run_loads_checkpoint_through_the_api(tmp_path, monkeypatch) -> None
             str(out),
         ]
     )
-    assert rc == 0 and calls == {"path": "runs/x", "env": ("Fake-v0", "cpu")}
+    # the run's own env is rebuilt with its kwargs (a DeepSea of size 20 stays size 20)
+    assert rc == 0 and calls == {"path": "runs/x", "env": ("Fake-v0", "cpu", {"size": 3})}
     assert (out / "critic-Fake-v0.png").exists() and (out / "results.csv").exists()
+    # another env named with --env gets its own defaults, not the run's kwargs
+    rc = lab.main(["--run", "runs/x", "--env", "Other-v0", "--states", "4", "--rollout-steps", "3", "-M", "40",
+                   "--taus", "1.0", "--estimators", "exact", "--out", str(out)])  # fmt: skip
+    assert rc == 0 and calls["env"] == ("Other-v0", "cpu", {})
 
 
 # ----------------------------------------------------------------------------- distillation
