@@ -292,6 +292,7 @@ def compute_curves(
         groups.setdefault(group_key(run.config, group_by, run.path), []).append(run)
     labels = _labels(groups, group_by)
     curves = []
+    disjoint: list[str] = []
     for key, members in groups.items():
         series = [(run, *run.series(metric, x)) for run in members]
         series = [(run, xs, ys) for run, xs, ys in series if xs.size > 0]
@@ -299,6 +300,8 @@ def compute_curves(
             continue
         grid = _common_grid([(xs, ys) for _, xs, ys in series])
         if grid.size == 0:
+            spans = ", ".join(f"{xs[0]:g}-{xs[-1]:g}" for _, xs, _ in series)
+            disjoint.append(f"{labels[key]} (its runs span {spans})")
             continue
         values = np.stack([np.interp(grid, xs, ys) for _, xs, ys in series])
         low, high = bootstrap_ci(values, stat, seed=seed)
@@ -312,6 +315,11 @@ def compute_curves(
                 high=high,
                 runs=[run.path for run, _, _ in series],
             )
+        )
+    if not curves and disjoint:
+        raise PlotError(
+            f"the runs of {'; '.join(disjoint)} share no {x} range to average over; "
+            f"plot them with --x steps (runs logged at the same env steps overlap there)"
         )
     if not curves:
         known = sorted({k for run in runs for row in run.rows for k in row if k not in ("global_step", "seconds")})

@@ -171,3 +171,14 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([str(run), "--metric", "charts/nope", "--out", str(tmp_path / "x.png")]) == 2
     assert "no run has values of 'charts/nope'" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_runs_with_no_common_x_range_get_their_own_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # One log row each, at the same env step but different speeds: they overlap in steps only.
+    make_run(tmp_path, "a", {2000: 1.0}, sps=1000.0, seed=0)
+    make_run(tmp_path, "b", {2000: 3.0}, sps=500.0, seed=1)
+    assert main([str(tmp_path), "--x", "seconds", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "share no seconds range" in err and "--x steps" in err
+    assert "no run has values" not in err
+    assert main([str(tmp_path), "--x", "steps", "--out", str(tmp_path / "x.png")]) == 0
