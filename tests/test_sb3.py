@@ -225,6 +225,27 @@ def test_sb3_tau_only_mirrors_the_polyak_rate() -> None:
         model.tau = 0.5
 
 
+def test_sb3_anneals_the_polyak_rate_like_the_native_default() -> None:
+    # The native default: 0.2 until 10k env steps, then linearly to 0.005 at 40k; train() sets
+    # the learner's rate from the env steps taken, as the native trainer does.
+    from gumbel_ac.config import Config
+
+    native = Config()
+    model = tiny_model(learning_starts=0)
+    model.learn(64)  # some replay to train on
+    assert model.to_config().target_update_rate_final == native.target_update_rate_final == 0.005
+    for steps, expected in ((0, 0.2), (10_000, 0.2), (25_000, 0.1025), (40_000, 0.005), (90_000, 0.005)):
+        model.num_timesteps = steps
+        model.train(gradient_steps=1, batch_size=8)
+        assert model.learner.target_update_rate == pytest.approx(expected)
+        assert model.learner.target_update_rate == native.target_update_rate_at(steps)
+    constant = tiny_model(target_update_rate_final=None, learning_starts=0)
+    constant.learn(64)
+    constant.num_timesteps = 90_000
+    constant.train(gradient_steps=1, batch_size=8)
+    assert constant.learner.target_update_rate == 0.2 and constant.to_config().target_update_rate_final is None
+
+
 def test_bad_hyperparameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="estimator"):
         tiny_model(estimator="no-such-estimator")

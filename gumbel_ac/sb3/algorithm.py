@@ -57,6 +57,10 @@ _SB3_STAT_KEYS = (
 assert len(_SB3_STAT_KEYS) == len(UpdateStats.NAMES)
 
 
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _initial(value: float | Schedule) -> float:
     """The starting value of a float or an SB3 schedule (progress_remaining = 1)."""
     return float(value(1.0)) if callable(value) else float(value)
@@ -77,7 +81,11 @@ class GumbelAC(OffPolicyAlgorithm):
         buffer_size: replay capacity in transitions (SB3 divides it by ``n_envs``).
         learning_starts: env steps of uniformly random actions before updates start.
         batch_size: replay minibatch per gradient step.
-        target_update_rate: Polyak rate of the target critics per gradient step.
+        target_update_rate: Polyak rate of the target critics per gradient step (the start
+            value when annealed).
+        target_update_rate_final, target_update_anneal_start, target_update_anneal_steps: the
+            native default's late anneal of the Polyak rate over env steps (0.2 until 10k, then
+            linearly to 0.005 at 40k; ``Config.target_update_rate_at``); ``None`` keeps it constant.
         gamma: discount factor.
         train_freq: collect this many vector steps (or ``(n, "episode")``) between trainings.
         gradient_steps: gradient steps per training (-1: as many as env steps collected).
@@ -116,6 +124,9 @@ class GumbelAC(OffPolicyAlgorithm):
         learning_starts: int = 1_000,
         batch_size: int = 128,
         target_update_rate: float = 0.2,
+        target_update_rate_final: float | None = 0.005,
+        target_update_anneal_start: int = 10_000,
+        target_update_anneal_steps: int = 30_000,
         gamma: float = 0.995,
         train_freq: int | tuple[int, str] = 1,
         gradient_steps: int = 1,
@@ -172,6 +183,9 @@ class GumbelAC(OffPolicyAlgorithm):
         self.critic_lr = critic_lr
         self.alpha_lr = alpha_lr
         self.target_update_rate = target_update_rate
+        self.target_update_rate_final = target_update_rate_final
+        self.target_update_anneal_start = target_update_anneal_start
+        self.target_update_anneal_steps = target_update_anneal_steps
         self.alpha = alpha
         self.autotune_alpha = autotune_alpha
         self.target_entropy_ratio = target_entropy_ratio
@@ -210,6 +224,10 @@ class GumbelAC(OffPolicyAlgorithm):
             learning_starts=int(self.learning_starts),
             updates_per_step=max(int(self.gradient_steps), 1),
             target_update_rate=float(self.target_update_rate),
+            # getattr: models saved before the schedule existed keep their constant rate.
+            target_update_rate_final=_optional_float(getattr(self, "target_update_rate_final", None)),
+            target_update_anneal_start=int(getattr(self, "target_update_anneal_start", 10_000)),
+            target_update_anneal_steps=int(getattr(self, "target_update_anneal_steps", 30_000)),
             hidden_sizes=tuple(int(w) for w in net_arch),
             encoder=(self.policy_kwargs or {}).get("encoder") or "mlp",
             critic_layer_norm=bool((self.policy_kwargs or {}).get("critic_layer_norm", False)),
@@ -321,7 +339,7 @@ class GumbelAC(OffPolicyAlgorithm):
         lrs = {name: fn(self._current_progress_remaining) for name, fn in self._lr_schedules.items()}
         for group in learner.optimizer.param_groups:
             group["lr"] = lrs[group["name"]]
-        learner.target_update_rate = float(self.target_update_rate)
+        learner.target_update_rate = self._config.target_update_rate_at(self.num_timesteps)
         temperature = self._config.temperature_at(self.num_timesteps)
 
         stats_sum = torch.zeros(len(UpdateStats.NAMES), device=self.device)
@@ -349,6 +367,7 @@ class GumbelAC(OffPolicyAlgorithm):
         for key, value in zip(_SB3_STAT_KEYS, host[:-1], strict=True):
             self.logger.record(key, value)
         self.logger.record("train/gumbel_temperature", temperature)
+        self.logger.record("train/target_update_rate", learner.target_update_rate)
         for name, lr in lrs.items():
             self.logger.record(f"train/{name}_lr", lr)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
