@@ -515,7 +515,8 @@ def run_all(
         else:
             todo.append(spec)
     if len(results):
-        log(f"{len(results)} finished run(s) found in {runs_dir}, {len(todo)} to train")
+        where = f"{runs_dir}" + (f" and {reuse / 'runs'}" if reuse is not None else "")
+        log(f"{len(results)} finished run(s) found in {where}, {len(todo)} to train")
     tic = time.perf_counter()
 
     def finished(r: RunResult) -> None:
