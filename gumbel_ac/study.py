@@ -1348,7 +1348,7 @@ def plot_effects(effects: Sequence[EffectRow], out: Path) -> list[Path]:
         ax.set_title(f"{task}: {metric}", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle("paired IQM differences, 95% CI (red: Holm-adjusted p < 0.05)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.985))  # leave the title its own strip
     path = out / "effects.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)
