@@ -32,7 +32,7 @@ Tuning: every cell gets the same small budget, tau in {0.2, 0.5, 1, 2} x two act
 rates (tau-free estimators: the two rates only), each point trained on the tuning seed 1000
 (``--tune-seeds N``: seeds 1000..1000+N-1, the mean AUC over them), which is never reported;
 the best point is then trained on the reported seeds 0..9 (0..19 for binary-outcome tasks).
-One tuning seed is what lets the whole study run in about two hours on 2 CPU cores
+One tuning seed is what lets the whole study run in about 2 h 15 min on 2 free CPU cores
 (docs/study.md, "Cost"); it is the same for every cell. Seeds are paired: seed ``s`` of every
 cell starts from the same networks and env stream.
 
@@ -72,7 +72,7 @@ resumes), the RL runs' folders under ``runs/`` (metrics.jsonl and the final chec
 ``profiles_<task>.png``.
 
     python -m gumbel_ac.study --quick                  # 2 seeds, 3 tasks, tiny budgets, no tuning
-    python -m gumbel_ac.study --workers 2              # the full study (about 2 hours on 2 cores)
+    python -m gumbel_ac.study --workers 2              # the full study (about 2 h 15 min on 2 cores)
     python -m gumbel_ac.study --tasks pennies2 --seeds 5 --tune-seeds 2
     python -m gumbel_ac.study --first-seed 20 --reuse runs/study --out runs/study_rep   # new seeds
     python -m gumbel_ac.study --compare runs/study runs/study_rep             # estimate by estimate
