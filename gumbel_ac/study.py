@@ -1168,19 +1168,22 @@ class ReplicationRow:
     """For effects: ``holds`` (an interval that excludes 0 in the original; the new estimate has
     the same sign and lies in the original interval), ``same sign, outside the CI``,
     ``no effect, again`` (both intervals hold 0), and the fragile ones: ``sign flipped``
-    (opposite signs and the original interval excludes 0) and ``an effect appeared`` (the
+    (opposite signs and the original interval excludes 0), ``gone`` (the original interval
+    excludes 0, the new estimate is exactly 0) and ``an effect appeared`` (the
     original interval holds 0, the new one does not). For cells: ``holds`` (the new IQM lies in
     the original interval) or ``outside the CI``."""
 
     @property
     def fragile(self) -> bool:
-        return self.verdict in ("sign flipped", "an effect appeared", "outside the CI")
+        return self.verdict in ("sign flipped", "gone", "an effect appeared", "outside the CI")
 
 
 def _effect_verdict(value: float, low: float, high: float, rep: float, rep_low: float, rep_high: float) -> str:
     if low <= 0.0 <= high:
         return "no effect, again" if rep_low <= 0.0 <= rep_high else "an effect appeared"
-    if math.copysign(1.0, rep) != math.copysign(1.0, value) or rep == 0.0:
+    if rep == 0.0:
+        return "gone"
+    if math.copysign(1.0, rep) != math.copysign(1.0, value):
         return "sign flipped"
     return "holds" if low <= rep <= high else "same sign, outside the CI"
 
@@ -1257,6 +1260,7 @@ VERDICTS: tuple[str, ...] = (
     "same sign, outside the CI",
     "no effect, again",
     "sign flipped",
+    "gone",
     "an effect appeared",
     "outside the CI",
 )

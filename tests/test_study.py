@@ -248,6 +248,7 @@ def test_first_seed_moves_only_the_reported_seeds() -> None:
         ((0.5, 0.2, 0.8), (1.5, 1.1, 1.9), "same sign, outside the CI"),
         ((0.5, 0.2, 0.8), (-0.1, -0.4, 0.2), "sign flipped"),
         ((-0.5, -0.8, -0.2), (0.3, -0.1, 0.7), "sign flipped"),
+        ((0.5, 0.2, 0.8), (0.0, 0.0, 0.0), "gone"),
         ((0.1, -0.2, 0.4), (-0.1, -0.3, 0.05), "no effect, again"),
         ((0.1, -0.2, 0.4), (0.9, 0.5, 1.3), "an effect appeared"),
     ],
@@ -258,7 +259,7 @@ def test_replication_verdicts_by_hand(original: tuple, replication: tuple, verdi
 
     rows = study.replication_rows([], [effect(*original)], [], [effect(*replication)])
     assert [r.verdict for r in rows] == [verdict]
-    assert rows[0].fragile == (verdict in ("sign flipped", "an effect appeared"))
+    assert rows[0].fragile == (verdict in ("sign flipped", "gone", "an effect appeared"))
     assert rows[0].name == "acting: sample vs mode"
 
 
