@@ -40,6 +40,7 @@ without training (several files: one block each, e.g. before and after a change)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -373,6 +374,8 @@ def main() -> None:
     parser.add_argument("--suite", type=Path, metavar="DIR", help="print the tables of benchmarks/suite.py's runs")
     parser.add_argument("--methods", nargs="+", default=["ppo", "dqn"], help="with --suite: which methods")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.report or args.suite:
         for path in args.report or []:
             report(json.loads(Path(path).read_text(encoding="utf-8")), args)
@@ -411,33 +414,29 @@ def main() -> None:
     nvec = _action_counts(args.env)
     if nvec:  # the trainer's rule (gumbel_ac.agent.default_target_entropy)
         data["target_entropy"] = resolved.target_entropy_ratio * sum(math.log(n) for n in nvec) or None
-    if args.workers < 1:
-        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
-    pool = None
-    if args.workers > 1:  # each seed is its own process; imap keeps the seed order of the output
-        import multiprocessing
+    with contextlib.ExitStack() as stack:  # the pool, if any, is terminated however the loop ends
+        if args.workers > 1:  # each seed is its own process; imap keeps the seed order of the output
+            import multiprocessing
 
-        pool = multiprocessing.get_context("spawn").Pool(min(args.workers, len(args.seeds)))
-        done = pool.imap(functools.partial(run_seed, args=args, overrides=overrides), args.seeds)
-    else:
-        done = (run_seed(seed, args, overrides) for seed in args.seeds)
-    for seed, run in zip(args.seeds, done, strict=True):
-        if run["interrupted"]:  # Ctrl-C / SIGTERM: the trainer stopped early; keep the finished seeds
-            print(f"  seed {seed} interrupted: not recorded; stopping the sweep", flush=True)
-            break
-        runs.append(run)
-        if args.out:  # after every seed: a long sweep can be read (--report) while it runs
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(data), encoding="utf-8")
-        hit = first_hit(run, threshold)
-        print(
-            f"  seed {seed}: first eval >= {threshold:g} at step {_fmt(hit[0])}; last evals "
-            + " ".join(f"{e[1]:.0f}" for e in run["evals"][-6:])
-            + f" ({run['wall_seconds']:.1f} s wall)",
-            flush=True,
-        )
-    if pool is not None:
-        pool.terminate()
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(args.workers, len(args.seeds))))
+            done = pool.imap(functools.partial(run_seed, args=args, overrides=overrides), args.seeds)
+        else:
+            done = (run_seed(seed, args, overrides) for seed in args.seeds)
+        for seed, run in zip(args.seeds, done, strict=True):
+            if run["interrupted"]:  # Ctrl-C / SIGTERM: the trainer stopped early; keep the finished seeds
+                print(f"  seed {seed} interrupted: not recorded; stopping the sweep", flush=True)
+                break
+            runs.append(run)
+            if args.out:  # after every seed: a long sweep can be read (--report) while it runs
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps(data), encoding="utf-8")
+            hit = first_hit(run, threshold)
+            print(
+                f"  seed {seed}: first eval >= {threshold:g} at step {_fmt(hit[0])}; last evals "
+                + " ".join(f"{e[1]:.0f}" for e in run["evals"][-6:])
+                + f" ({run['wall_seconds']:.1f} s wall)",
+                flush=True,
+            )
     report(data, args)
 
 

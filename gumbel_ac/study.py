@@ -24,9 +24,9 @@ at K = 2 and 8 (the optimal policy is the uniform mix, any deterministic policy 
 exploited); ``DeepSea-v0`` of size 10 and 20 (deep exploration, a binary outcome: 20
 reported seeds); bsuite's ``Catch-v0``; ``CartPole-v1`` (the batched torch copy);
 ``Dials-v0`` with 3 heads of 4 choices and the "pairs" reward (combinatorial ``MultiDiscrete``
-actions, 64 joint); and ``distill16``, the lab's mode-seeking task (fit 16 logits to a bimodal target by
-minimising ``KL(pi || p*)``, gumbel_ac/lab_problems.py ``distill``), where acting does not
-exist and only the estimator factors apply.
+actions, 64 joint); and ``distill16``, the lab's mode-seeking task (fit 16 logits to a bimodal
+target by minimising ``KL(pi || p*)``, gumbel_ac/lab_problems.py ``distill``), where acting
+does not exist and only the estimator factors apply.
 
 Tuning: every cell gets the same small budget, tau in {0.2, 0.5, 1, 2} x two actor learning
 rates (tau-free estimators: the two rates only), each point trained on the tuning seed 1000
@@ -68,8 +68,8 @@ Outputs in ``--out`` (default ``runs/study``): ``runs/<run>.json`` (one per run:
 curves and metrics; a run whose file exists is not trained again, so an interrupted study
 resumes), the RL runs' folders under ``runs/`` (metrics.jsonl and the final checkpoint),
 ``runs.csv`` and ``runs.json`` (every run, tuning runs included), ``tuning.csv``,
-``cells.csv``, ``effects.csv``, ``tables.md``, ``effects.md``, ``iqm_<metric>.png``, ``effects.png`` and
-``profiles_<task>.png``.
+``cells.csv``, ``effects.csv``, ``tables.md``, ``effects.md``, ``iqm_<metric>.png``,
+``effects.png`` and ``profiles_<task>.png``.
 
     python -m gumbel_ac.study --quick                  # 2 seeds, 3 tasks, tiny budgets, no tuning
     python -m gumbel_ac.study --workers 2              # the full study (about 2 h 15 min on 2 cores)
@@ -1385,16 +1385,8 @@ def plot_profiles(task: Task, results: Sequence[RunResult], out: Path, *, reps: 
 # ----------------------------------------------------------------------------- CLI
 
 
-def parse_compare(argv: Sequence[str]) -> tuple[Path, Path] | None:
-    """The two folders of ``--compare ORIGINAL REPLICATION``, or None without the flag."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--compare", nargs=2, type=Path)
-    known, _ = p.parse_known_args(list(argv))
-    return None if known.compare is None else (known.compare[0], known.compare[1])
-
-
-def parse_args(argv: Sequence[str] | None = None) -> Settings:
-    """Command-line flags -> :class:`Settings`."""
+def _parser() -> argparse.ArgumentParser:
+    """The command line's flags (one parser: the study's and ``--compare``'s)."""
     p = argparse.ArgumentParser(
         prog="python -m gumbel_ac.study",
         description=(__doc__ or "").split("\n\n")[0],
@@ -1430,7 +1422,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         metavar=("ORIGINAL", "REPLICATION"),
         help="train nothing: compare two finished study folders (e.g. --first-seed 20's) estimate by estimate",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Settings:
+    """Command-line flags -> :class:`Settings`."""
+    p = _parser()
+    return _settings(p, p.parse_args(argv))
+
+
+def _settings(p: argparse.ArgumentParser, a: argparse.Namespace) -> Settings:
+    """Parsed flags -> :class:`Settings`, a bad value being ``p.error`` (one line, exit 2)."""
     for flag in ("seeds", "binary_seeds", "workers", "reps"):
         value = getattr(a, flag)
         if value is not None and value < 1:
@@ -1455,19 +1457,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    compare = parse_compare(argv)
-    if compare is not None:
-        for folder in compare:
+    p = _parser()
+    a = p.parse_args(argv)
+    if a.compare is not None:
+        original, replication = a.compare
+        for folder in a.compare:
             if not (folder / "effects.csv").is_file() or not (folder / "cells.csv").is_file():
                 print(f"error: {folder} holds no finished study (no effects.csv/cells.csv)", file=sys.stderr)
                 return 2
-        rows = compare_replication(*compare)
+        rows = compare_replication(original, replication)
         print(replication_markdown(rows))
-        print(f"\nwritten: {compare[1] / 'replication.md'}, {compare[1] / 'replication.csv'}")
+        print(f"\nwritten: {replication / 'replication.md'}, {replication / 'replication.csv'}")
         return 0
-    settings = parse_args(argv)
+    settings = _settings(p, a)
     try:
         import scipy.stats  # noqa: F401, PLC0415 (Wilcoxon p-values)
     except ImportError:
