@@ -161,3 +161,41 @@ def test_rliable_intervals_are_reproducible_and_leave_the_global_generator_alone
     assert point["m"][0] == metrics.aggregate_iqm(scores["m"])
     other = seeded.interval_estimates(scores, iqm, reps=500, seed=8)[1]["m"].ravel().tolist()
     assert other != intervals[0]  # the seed is what fixes it
+
+
+def test_minatar_envs_quick_mode_trains_both_envs_and_resumes(tmp_path: Path) -> None:
+    # Both envs, two seeds, interleaved; the second call trains nothing (every run's JSON is
+    # there) and prints the same tables from the saved runs.
+    out = tmp_path / "menvs"
+    text = _run("benchmarks/minatar_envs.py", "--quick", "--out", str(out))
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == [
+        "reference__s0.json",
+        "reference__s1.json",
+        "torch__s0.json",
+        "torch__s1.json",
+    ]
+    run = json.loads((out / "runs" / "reference__s0.json").read_text(encoding="utf-8"))
+    assert run["env"] == "MinAtar/Breakout-v1" and run["evals"][-1][0] == 1_008  # 63 vector steps of 16
+    assert re.search(r"^\| `gumbel_ac/MinAtar-Breakout-v1` \| 2 \|", text, re.MULTILINE), text
+    assert re.search(r"^\| `MinAtar/Breakout-v1` \| 2 \|", text, re.MULTILINE), text
+    assert "Paired by seed (2 seeds), torch - reference" in text
+    again = _run("benchmarks/minatar_envs.py", "--quick", "--out", str(out))
+    assert "final deterministic eval" not in again  # no run trained again
+    table = text[text.index("Breakout, 1,000") : text.rindex("\n[")]
+    assert again[again.index("Breakout, 1,000") : again.rindex("\n[")] == table
+
+
+def test_minatar_envs_paired_ci_and_curve_mean() -> None:
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("minatar_envs", ROOT / "benchmarks" / "minatar_envs.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # Trapezoid mean of 0 -> 2 over [0, 10] then flat 2 over [10, 20]: (10 * 1 + 10 * 2) / 20.
+    assert mod.curve_mean([[0, 0.0, 0, 0], [10, 2.0, 0, 0], [20, 2.0, 0, 0]]) == 1.5
+    # A constant difference has a zero-width CI at that value.
+    import numpy as np
+
+    assert mod.paired_ci(np.full(5, 0.25)) == (0.25, 0.25, 0.25)
