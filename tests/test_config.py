@@ -213,3 +213,12 @@ def test_presets_apply_by_env_id_and_flags_win() -> None:
     assert (again.preset, again.gamma) == ("gumbel_ac/Dials-v0", 0.9)
     with pytest.raises(ConfigError, match="preset must be"):
         Config(preset="tuned").validate()
+
+
+def test_lunarlander_preset_sets_the_tuned_values_and_keeps_the_rest() -> None:
+    lunar = Config(env="LunarLander-v3").validate()
+    assert lunar.preset == "LunarLander-v3"
+    assert (lunar.hidden_sizes, lunar.gamma, lunar.updates_per_step) == ((256, 256), 0.99, 4)
+    assert (lunar.actor_lr, lunar.critic_lr, lunar.alpha_lr) == (1e-3, 1e-3, 1e-3)
+    assert lunar.target_entropy_ratio == Config().target_entropy_ratio  # not in the preset
+    assert Config(env="LunarLander-v3", updates_per_step=2).validate().updates_per_step == 2
