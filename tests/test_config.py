@@ -222,3 +222,10 @@ def test_lunarlander_preset_sets_the_tuned_values_and_keeps_the_rest() -> None:
     assert (lunar.actor_lr, lunar.critic_lr, lunar.alpha_lr) == (1e-3, 1e-3, 1e-3)
     assert lunar.target_entropy_ratio == Config().target_entropy_ratio  # not in the preset
     assert Config(env="LunarLander-v3", updates_per_step=2).validate().updates_per_step == 2
+
+
+def test_acrobot_preset_applies_to_gymnasiums_id_and_ours() -> None:
+    for env_id in ("Acrobot-v1", "gumbel_ac/Acrobot-v1"):
+        acrobot = Config(env=env_id).validate()
+        assert (acrobot.preset, acrobot.hidden_sizes, acrobot.gamma) == (env_id, (256, 256), 0.99)
+        assert acrobot.updates_per_step == Config().updates_per_step  # c1: no extra updates
