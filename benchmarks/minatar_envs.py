@@ -17,9 +17,9 @@ channel-first uint8 frames on the reference's channel-last bool ones, and needs 
 Protocol: runs are interleaved seed by seed, the order of the two envs alternating between seeds,
 so drift in machine speed hits both alike; one process, one torch thread; each finished run is
 a JSON file under ``OUT/runs/`` and a rerun skips it. Reported: per env the IQM over seeds of the
-final evaluation and of the curve's mean (AUC per env step) with 95% stratified-bootstrap CIs
+final evaluation and of the curve's mean (AUC per env step) with 95% percentile-bootstrap CIs
 (rliable), the median training seconds (evaluation excluded); paired by seed, the difference
-torch - reference of the final return (mean, 95% bootstrap CI) and the per-seed ratio of training
+torch - reference of the final return (difference of IQMs, 95% paired-bootstrap CI) and the per-seed ratio of training
 seconds. "Same returns" is read as: the paired difference's CI contains 0 (this cannot prove
 equality; the CI's width says how large a difference the seeds could have missed).
 """
@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:  # the top-level ``envs`` package registers our to
     sys.path.insert(0, str(ROOT))
 
 from collapse import iqm_ci, parse_overrides, run_seed  # noqa: E402  (same folder)
+from suite import curve_mean as suite_curve_mean  # noqa: E402
 
 #: The two envs compared: name -> the id for a game.
 VARIANTS = {"torch": "gumbel_ac/MinAtar-{game}-v1", "reference": "MinAtar/{game}-v1"}
@@ -55,19 +56,21 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
 
 
 def curve_mean(evals: list[list[float]]) -> float:
-    """The evaluation curve's mean per env step (trapezoid rule from the first evaluation on)."""
-    steps = np.array([e[0] for e in evals], dtype=np.float64)
-    means = np.array([e[1] for e in evals], dtype=np.float64)
-    if len(steps) < 2 or steps[-1] <= steps[0]:
-        return float(means[-1])
-    return float(np.sum((means[1:] + means[:-1]) / 2 * np.diff(steps)) / (steps[-1] - steps[0]))
+    """The evaluation curve's mean per env step (``suite.curve_mean`` over ``[step, mean, ...]`` rows)."""
+    return suite_curve_mean([e[0] for e in evals], [e[1] for e in evals])
+
+
+def load_run(out: Path, variant: str, seed: int) -> dict[str, Any] | None:
+    """A finished run's saved JSON, None when it has not run."""
+    path = run_path(out, variant, seed)
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
 
 
 def train_one(variant: str, seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     """Train (or load, when its JSON exists) one seed on one env."""
-    path = run_path(args.out, variant, seed)
-    if path.exists():
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+    saved = load_run(args.out, variant, seed)
+    if saved is not None:
+        return saved
     ns = argparse.Namespace(
         env=VARIANTS[variant].format(game=args.game),
         steps=args.steps,
@@ -78,6 +81,7 @@ def train_one(variant: str, seed: int, args: argparse.Namespace, overrides: dict
     )
     run = run_seed(seed, ns, overrides)
     run.update(variant=variant, env=ns.env, game=args.game, steps=args.steps, overrides=overrides)
+    path = run_path(args.out, variant, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(run), encoding="utf-8")
@@ -87,12 +91,12 @@ def train_one(variant: str, seed: int, args: argparse.Namespace, overrides: dict
     return run
 
 
-def paired_ci(diffs: np.ndarray, reps: int = 2_000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the paired differences and its 95% percentile-bootstrap CI over seeds."""
-    rng = np.random.default_rng(seed)
-    boots = diffs[rng.integers(0, len(diffs), (reps, len(diffs)))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(diffs.mean()), float(lo), float(hi)
+def paired_ci(a: np.ndarray, b: np.ndarray, reps: int = 2_000, seed: int = 0) -> tuple[float, float, float]:
+    """``IQM(a) - IQM(b)`` over paired seeds and its 95% paired-bootstrap interval (the study's
+    statistic, :func:`gumbel_ac.study.paired_iqm_difference`: a resampled seed brings its pair)."""
+    from gumbel_ac.study import paired_iqm_difference
+
+    return paired_iqm_difference(np.asarray(a)[:, None], np.asarray(b)[:, None], reps=reps, seed=seed)
 
 
 def report(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> str:
@@ -122,16 +126,15 @@ def report(runs: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace)
     both = sorted(set(runs["torch"]) & set(runs["reference"]))
     if both:
         t, r = runs["torch"], runs["reference"]
-        diff = np.array([t[s]["evals"][-1][1] - r[s]["evals"][-1][1] for s in both])
-        dauc = np.array([curve_mean(t[s]["evals"]) - curve_mean(r[s]["evals"]) for s in both])
         ratio = np.array([r[s]["train_seconds"] / t[s]["train_seconds"] for s in both])
-        m, lo, hi = paired_ci(diff)
-        ma, loa, hia = paired_ci(dauc)
+        m, lo, hi = paired_ci(*(np.array([v[s]["evals"][-1][1] for s in both]) for v in (t, r)))
+        ma, loa, hia = paired_ci(*(np.array([curve_mean(v[s]["evals"]) for s in both]) for v in (t, r)))
         lines += [
             "",
             f"Paired by seed ({len(both)} seeds), torch - reference: final return {m:+.2f} [{lo:+.2f}, {hi:+.2f}], "
-            f"curve mean {ma:+.2f} [{loa:+.2f}, {hia:+.2f}] (mean, 95% bootstrap CI); training seconds "
-            f"reference / torch: median {np.median(ratio):.3f}x (range {ratio.min():.3f}-{ratio.max():.3f}; "
+            f"curve mean {ma:+.2f} [{loa:+.2f}, {hia:+.2f}] (difference of IQMs, 95% paired-bootstrap CI); "
+            f"training seconds reference / torch: median {np.median(ratio):.3f}x "
+            f"(range {ratio.min():.3f}-{ratio.max():.3f}; "
             f"torch faster on {int((ratio > 1).sum())} of {len(both)} seeds).",
         ]
     return "\n".join(lines)
@@ -161,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
         for variant in order:
             if args.report:
-                path = run_path(args.out, variant, seed)
-                if path.exists():
-                    runs[variant][seed] = json.loads(path.read_text(encoding="utf-8"))
+                saved = load_run(args.out, variant, seed)
+                if saved is not None:
+                    runs[variant][seed] = saved
             else:
                 runs[variant][seed] = train_one(variant, seed, args, overrides)
     if not any(runs.values()):

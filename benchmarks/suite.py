@@ -480,14 +480,18 @@ def normalise(value: Any, task: Task, random: float) -> Any:
     return (np.asarray(value, dtype=float) - random) / (task.threshold - random)
 
 
+def curve_mean(steps: Sequence[float], values: Sequence[float]) -> float:
+    """Mean of an evaluation curve per env step: trapezoid over env steps from the first to the
+    last evaluation, divided by that span (the last value when there is no span)."""
+    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if x.size < 2 or x[-1] <= x[0]:
+        return float(y[-1])
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
 def auc(run: Run, task: Task, random: float) -> float:
-    """Mean normalised score over the run: trapezoid over env steps from the first to the last
-    evaluation, divided by that span (a run at the threshold throughout scores 1)."""
-    steps = np.array([e[0] for e in run.evals], dtype=float)
-    scores = normalise([e[1] for e in run.evals], task, random)
-    if steps.size < 2 or steps[-1] <= steps[0]:
-        return float(scores[-1])
-    return float(np.sum((scores[1:] + scores[:-1]) / 2 * np.diff(steps)) / (steps[-1] - steps[0]))
+    """Mean normalised score over the run (:func:`curve_mean`; a run at the threshold throughout scores 1)."""
+    return curve_mean([e[0] for e in run.evals], normalise([e[1] for e in run.evals], task, random))
 
 
 def iqm_ci(values: Sequence[float], reps: int) -> tuple[float, float, float]:

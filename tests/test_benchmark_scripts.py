@@ -198,4 +198,4 @@ def test_minatar_envs_paired_ci_and_curve_mean() -> None:
     # A constant difference has a zero-width CI at that value.
     import numpy as np
 
-    assert mod.paired_ci(np.full(5, 0.25)) == (0.25, 0.25, 0.25)
+    assert mod.paired_ci(np.arange(5.0) + 0.25, np.arange(5.0)) == (0.25, 0.25, 0.25)
