@@ -198,6 +198,16 @@ class Config:
     separates noise in acting from noise in the actor's gradient (``python -m gumbel_ac.study``)."""
     act_epsilon: float = 0.1
     """Probability of a uniformly random action when act is "epsilon"; in [0, 1]."""
+    count_bonus: float = 0.0
+    """Directed exploration: add beta / sqrt(n(s')) to the reward of every replayed transition,
+    beta this value and n(s') the visits so far to the grid cell of its next observation
+    (MBIE-EB, Strehl & Littman 2008; count-based exploration, Tang et al. 2017,
+    arXiv:1611.04717; gumbel_ac/exploration.py). 0 = off. For sparse-reward tasks the entropy
+    bonus cannot solve (MountainCar-v0: random actions never reach the flag). Needs bounded,
+    non-image observations. Evaluation returns are the env's own rewards."""
+    count_bins: int = 16
+    """Grid cells per observation dimension of the count bonus (the cells span the
+    observation space's bounds)."""
     updates_per_step: int = 1
     """Gradient steps per vector step (one step of all num_envs envs). The replay ratio is
     updates_per_step * batch_size / num_envs: replayed samples per collected transition."""
@@ -536,6 +546,20 @@ class Config:
         _need(self.num_threads >= 0, f"num_threads must be >= 0, got {self.num_threads}")
         self._cap("num_threads", MAX_NUM_THREADS, "1024")
         self._check_learning_values()
+        self._check_exploration_values()
+
+    def _check_exploration_values(self) -> None:
+        """The count bonus (whether the env's observations allow one is checked at start)."""
+        from gumbel_ac.exploration import MAX_COUNT_BINS
+
+        _need(
+            self._finite("count_bonus") >= 0.0,
+            f"count_bonus must be >= 0 (0 turns it off), got {self.count_bonus}",
+        )
+        _need(
+            2 <= self.count_bins <= MAX_COUNT_BINS,
+            f"count_bins must be in [2, {MAX_COUNT_BINS}], got {self.count_bins}",
+        )
 
     def _check_learning_values(self) -> None:
         """The learning hyperparameters: discount, rates, entropy, temperatures, estimator."""

@@ -60,6 +60,7 @@ from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size
 from gumbel_ac.distributions import UnsupportedSpaceError
 from gumbel_ac.encoders import EncoderKind, resolve_kind
 from gumbel_ac.evaluation import evaluate
+from gumbel_ac.exploration import CountBonus
 from gumbel_ac.fsutil import FolderInUseError, FolderLock
 from gumbel_ac.graphs import CapturedStep
 from gumbel_ac.learner import Learner, TrainingError
@@ -325,14 +326,34 @@ class _Run:
         buffer_cls = SharedObsReplayBuffer if self.env.encode.kind == "image" else ReplayBuffer
         self.buffer = buffer_cls(config.buffer_size, obs_dim, action_spec.num_heads, device, self.env.encode.dtype)
         self.buffer.save_cap = config.replay_save_cap if config.save_replay else 0
+        self.bonus = self._make_bonus()
         self.state = LoopState.fresh(self.env.reset(seed=self.seed), self.seed, device)
         #: What a checkpoint holds, by name; each part has ``state_dict``/``check_state_dict``/
         #: ``load_state_dict``. A Gymnasium numpy env is not among them (not restorable).
         self.parts: dict[str, Any] = {"learner": self.learner, "loop": self.state, "replay": self.buffer}
         if self.env.state_dict() is not None:
             self.parts["env"] = self.env
+        if self.bonus is not None:
+            self.parts["exploration"] = self.bonus
         if self.dist.is_main:
             self.claim_run_dir()
+
+    def _make_bonus(self) -> CountBonus | None:
+        """The count-based exploration bonus when ``count_bonus > 0``; a ``ConfigError`` for
+        observations it cannot count (images, unbounded boxes)."""
+        config = self.config
+        if config.count_bonus <= 0:
+            return None
+        try:
+            return CountBonus.for_encoder(
+                self.env.single_observation_space,
+                self.env.encode,
+                bins=config.count_bins,
+                scale=config.count_bonus,
+                device=self.device,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"count_bonus on {config.env}: {exc}; or turn it off: --count-bonus 0") from None
 
     def claim_run_dir(self) -> None:
         """Create the run folder, lock it for this process's life, and make sure a NEW run
@@ -508,6 +529,8 @@ class _Run:
         dropped = self.buffer.add(
             state.obs, action, step.reward, step.next_obs, step.terminated, step.valid, step.truncated
         )
+        if self.bonus is not None:
+            self.bonus.observe(step.next_obs, step.valid)
         state.obs = step.obs
         state.rows_added += config.num_envs
         done = step.episode_done.to(state.ep_sums.dtype)
@@ -544,6 +567,8 @@ class _Run:
         """One minibatch and one learner step, its stats added to the window (device only)."""
         gens = self.state.generators
         batch = self.sample(self.config.batch_size, generator=gens["replay"])
+        if self.bonus is not None:  # read at sampling time: it shrinks as the state is revisited
+            batch = dataclasses.replace(batch, reward_B=batch.reward_B + self.bonus.bonus(batch.next_obs_BD))
         stats = self.learner.step(batch, temperature=temperature, generator=gens["update"])
         self.state.stats_sum.add_(stats.as_tensor())
 
@@ -586,6 +611,8 @@ class _Run:
         if count > 0:
             metrics["charts/episodic_return"] = host[num_stats + 1] / count
             metrics["charts/episodic_length"] = host[num_stats + 2] / count
+        if self.bonus is not None:  # this rank's explored grid cells (one more small read)
+            metrics["charts/count_cells_visited"] = float(self.bonus.cells_visited)
         if dropped > 0:
             metrics["charts/nonfinite_transitions"] = dropped
             self.logger.message(
