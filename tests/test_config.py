@@ -229,3 +229,18 @@ def test_acrobot_preset_applies_to_gymnasiums_id_and_ours() -> None:
         acrobot = Config(env=env_id).validate()
         assert (acrobot.preset, acrobot.hidden_sizes, acrobot.gamma) == (env_id, (256, 256), 0.99)
         assert acrobot.updates_per_step == Config().updates_per_step  # c1: no extra updates
+
+
+def test_mountaincar_preset_turns_on_the_count_bonus_and_greedy_acting() -> None:
+    for env_id in ("MountainCar-v0", "gumbel_ac/MountainCar-v0"):
+        car = Config(env=env_id).validate()
+        assert (car.preset, car.count_bonus, car.count_bins, car.act, car.updates_per_step) == (
+            env_id,
+            3.0,
+            16,
+            "mode",
+            2,
+        )
+        assert (car.gamma, car.hidden_sizes) == (Config().gamma, Config().hidden_sizes)
+    assert Config(env="MountainCar-v0", preset="none").validate().count_bonus == 0.0
+    assert Config(env="MountainCar-v0", count_bonus=1.0).validate().count_bonus == 1.0
