@@ -205,6 +205,9 @@ class Config:
     arXiv:1611.04717; gumbel_ac/exploration.py). 0 = off. For sparse-reward tasks the entropy
     bonus cannot solve (MountainCar-v0: random actions never reach the flag). Needs bounded,
     non-image observations. Evaluation returns are the env's own rewards."""
+    count_bonus_schedule: Literal["constant", "linear"] = "constant"
+    """Scale of the count bonus over the run: constant, or linear decay to 0 at total_steps
+    (the bonus pays for exploring early and stops pulling a learnt policy away late)."""
     count_bins: int = 16
     """Grid cells per observation dimension of the count bonus (the cells span the
     observation space's bounds)."""
@@ -758,6 +761,12 @@ class Config:
         if self.lr_schedule == "linear":
             return max(0.0, 1.0 - step / self.total_steps)
         return 1.0
+
+    def count_bonus_at(self, step: int) -> float:
+        """The count bonus's scale beta after ``step`` env steps (a Python float)."""
+        if self.count_bonus_schedule == "linear":
+            return self.count_bonus * max(0.0, 1.0 - step / self.total_steps)
+        return self.count_bonus
 
     def target_update_rate_at(self, step: int) -> float:
         """Polyak rate of the target critics after ``step`` env steps (a Python float)."""

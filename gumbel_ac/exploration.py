@@ -54,7 +54,8 @@ class CountBonus:
     Args:
         low, high: ``[D]`` finite bounds of the agent's observation row.
         bins: cells per dimension (>= 2).
-        scale: ``beta``, the bonus of a never-seen cell (a count of 0 is read as 1).
+        scale: ``beta``, the bonus of a never-seen cell (a count of 0 is read as 1); a
+            schedule changes it with :meth:`set_scale`.
         device: where the counts live (the training device).
         table_size: cells of the count table.
     """
@@ -85,7 +86,9 @@ class CountBonus:
         if not (scale > 0 and np.isfinite(scale)):
             raise ValueError(f"scale must be a finite number > 0, got {scale}")
         self.device = torch.device(device)
-        self.bins, self.scale, self.table_size = int(bins), float(scale), int(table_size)
+        self.bins, self.table_size = int(bins), int(table_size)
+        #: ``beta`` as a device scalar: a schedule changes it in place (no sync, graph-safe).
+        self.scale = torch.tensor(float(scale), dtype=torch.float32, device=self.device)
         dims = low_t.numel()
         # A constant dimension (low == high) has one cell: a zero width maps it to cell 0.
         width = (high_t - low_t).clamp_min(0.0)
@@ -116,6 +119,12 @@ class CountBonus:
         low = np.broadcast_to(np.asarray(getattr(space, "low", 0.0), dtype=np.float64), space.shape).reshape(-1)
         high = np.broadcast_to(np.asarray(getattr(space, "high", 1.0), dtype=np.float64), space.shape).reshape(-1)
         return cls(low * encode.scale, high * encode.scale, **kwargs)
+
+    def set_scale(self, scale: float) -> None:
+        """Set ``beta`` (>= 0; 0 turns the bonus off without changing the counts)."""
+        if not (scale >= 0 and np.isfinite(scale)):
+            raise ValueError(f"scale must be a finite number >= 0, got {scale}")
+        self.scale.fill_(float(scale))
 
     def cells(self, obs_BD: torch.Tensor) -> torch.Tensor:
         """``[B]`` int64 table index of each row's grid cell."""

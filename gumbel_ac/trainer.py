@@ -554,6 +554,8 @@ class _Run:
         temperature = config.temperature_at(state.global_step)
         self.learner.optimizer.lr_scale = config.lr_scale_at(state.global_step)
         self.learner.target_update_rate = config.target_update_rate_at(state.global_step)
+        if self.bonus is not None and config.count_bonus_schedule != "constant":
+            self.bonus.set_scale(config.count_bonus_at(state.global_step))
         if self.graphed:
             self.temperature_t.fill_(temperature)  # a kernel with a host scalar: no sync
         for _ in range(config.updates_per_step):

@@ -124,14 +124,17 @@ def _small(tmp_path: Path, **kw: Any) -> Config:
     return Config(**base)
 
 
-def test_learner_gets_the_reward_plus_the_bonus_of_the_moment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_learner_gets_the_reward_plus_the_bonus_of_the_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schedule: str
+) -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor, float]] = []
     real_step = Learner.step
 
     def spy(self: Learner, batch: Any, **kw: Any) -> Any:
         trainer_bonus = spy.bonus  # type: ignore[attr-defined]
         counts = trainer_bonus.counts[trainer_bonus.cells(batch.next_obs_BD)].clamp_min(1).float()
-        seen.append((batch.reward_B.clone(), counts, batch.next_obs_BD.clone()))
+        seen.append((batch.reward_B.clone(), counts, float(trainer_bonus.scale)))
         return real_step(self, batch, **kw)
 
     real_make = CountBonus.for_encoder.__func__  # type: ignore[attr-defined]
@@ -142,12 +145,16 @@ def test_learner_gets_the_reward_plus_the_bonus_of_the_moment(tmp_path: Path, mo
 
     monkeypatch.setattr(Learner, "step", spy)
     monkeypatch.setattr(CountBonus, "for_encoder", classmethod(make))
-    train(_small(tmp_path, total_steps=400, run_name="spy"))
-    assert seen
-    for reward, counts, _ in seen:
+    train(_small(tmp_path, total_steps=400, run_name="spy", count_bonus_schedule=schedule))
+    assert len(seen) == (400 - 200) // 8
+    for reward, counts, scale in seen:
         # MountainCar's own reward is -1 on every step before the flag (never reached here).
-        assert torch.allclose(reward, -1.0 + 2.0 / counts.sqrt())
+        assert torch.allclose(reward, -1.0 + scale / counts.sqrt())
     assert any(bool((r > -1.0 + 2.0 / math.sqrt(4000)).all()) for r, _, _ in seen)
+    # Updates run after the steps 208, 216, ..., 400: beta there is 2 (1 - step / 400) when linear.
+    steps = range(208, 401, 8)
+    expected = [2.0 * (1.0 - s / 400) if schedule == "linear" else 2.0 for s in steps]
+    assert [scale for _, _, scale in seen] == pytest.approx(expected)
     metrics = [r for r in read_metrics(tmp_path / "spy" / "metrics.jsonl") if "charts/count_cells_visited" in r]
     assert metrics and 1 <= metrics[-1]["charts/count_cells_visited"] <= 64
 
@@ -174,6 +181,17 @@ def test_unbounded_observations_are_one_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unbounded" in proc.stderr and "--count-bonus 0" in proc.stderr
+
+
+def test_count_bonus_schedule() -> None:
+    linear = Config(count_bonus=2.0, count_bonus_schedule="linear", total_steps=1000)
+    assert [linear.count_bonus_at(s) for s in (0, 250, 1000, 2000)] == [2.0, 1.5, 0.0, 0.0]
+    assert Config(count_bonus=2.0, total_steps=1000).count_bonus_at(900) == 2.0
+    bonus = CountBonus([0.0], [1.0], bins=2, scale=2.0)
+    bonus.set_scale(0.5)
+    assert bonus.bonus(torch.tensor([[0.1]])).tolist() == [0.5]
+    with pytest.raises(ValueError, match="scale must be"):
+        bonus.set_scale(-1.0)
 
 
 def test_bad_values_are_config_errors() -> None:
