@@ -674,6 +674,9 @@ def plot_aggregate(runs: list[Run], tasks: Sequence[Task], randoms: dict[str, fl
         score_dict[METHOD_LABELS[method]] = matrix
         used.append(method)
     point, interval = interval_estimates(score_dict, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
+    for name in score_dict:  # the figure's numbers, for tables and notes
+        low, high = np.asarray(interval[name]).reshape(2)
+        print(f"aggregate IQM of normalised final scores, {name}: {float(point[name][0]):.3f} [{low:.3f}, {high:.3f}]")
     fig, _ = plot_utils.plot_interval_estimates(
         point,
         interval,
