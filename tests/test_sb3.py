@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -246,6 +247,21 @@ def test_sb3_anneals_the_polyak_rate_like_the_native_default() -> None:
     assert constant.learner.target_update_rate == 0.2 and constant.to_config().target_update_rate_final is None
 
 
+def test_sb3_alpha_bounds_reach_the_learner_and_the_config() -> None:
+    import math
+
+    from gumbel_ac.config import Config
+
+    default = tiny_model()
+    assert (default.alpha_max, default.alpha_min) == (Config().alpha_max, Config().alpha_min)
+    model = tiny_model(alpha_max=0.2, alpha_min=0.01)
+    assert model.learner.log_alpha_max == pytest.approx(math.log(0.2))
+    assert model.learner.log_alpha_min == pytest.approx(math.log(0.01))
+    assert (model.to_config().alpha_max, model.to_config().alpha_min) == (0.2, 0.01)
+    with pytest.raises(ConfigError, match="alpha_max"):
+        tiny_model(alpha_max=-1.0)
+
+
 def test_bad_hyperparameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="estimator"):
         tiny_model(estimator="no-such-estimator")
@@ -420,9 +436,10 @@ def test_native_run_imports_into_sb3(tmp_path: Path) -> None:
         runs_dir=str(tmp_path),
         run_name="native",
     )
-    run_dir = train(cfg).run_dir
+    run_dir = train(dataclasses.replace(cfg, alpha_max=0.3)).run_dir
     model = from_checkpoint(run_dir)  # builds make_vec_env("CartPole-v1", n_envs=4)
     assert model.n_envs == 4 and model.policy.net_arch == [16]
+    assert model.alpha_max == 0.3  # the run's hyperparameters come along
     obs = probe_obs()
     native = load_run(run_dir).agent.act(torch.as_tensor(obs), deterministic=True)[:, 0].numpy()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], native)

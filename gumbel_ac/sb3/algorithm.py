@@ -91,6 +91,8 @@ class GumbelAC(OffPolicyAlgorithm):
         gradient_steps: gradient steps per training (-1: as many as env steps collected).
         alpha: entropy coefficient (initial value if ``autotune_alpha``); 0 disables it.
         autotune_alpha: tune alpha toward ``target_entropy_ratio * sum_h log(A_h)``.
+        alpha_max, alpha_min: bounds on the tuned alpha (``None``: none), as
+            ``Config.alpha_max``/``Config.alpha_min`` (defaults: the same).
         target_entropy_ratio: see :class:`~gumbel_ac.config.Config`.
         gumbel_temperature: Gumbel-Softmax temperature (start value if annealed).
         gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
@@ -132,6 +134,8 @@ class GumbelAC(OffPolicyAlgorithm):
         gradient_steps: int = 1,
         alpha: float = 0.05,
         autotune_alpha: bool = True,
+        alpha_max: float | None = Config.alpha_max,
+        alpha_min: float | None = Config.alpha_min,
         target_entropy_ratio: float = 0.1,
         gumbel_temperature: float = 0.6,
         gumbel_temperature_final: float | None = None,
@@ -188,6 +192,8 @@ class GumbelAC(OffPolicyAlgorithm):
         self.target_update_anneal_steps = target_update_anneal_steps
         self.alpha = alpha
         self.autotune_alpha = autotune_alpha
+        self.alpha_max = alpha_max
+        self.alpha_min = alpha_min
         self.target_entropy_ratio = target_entropy_ratio
         self.gumbel_temperature = gumbel_temperature
         self.gumbel_temperature_final = gumbel_temperature_final
@@ -233,6 +239,9 @@ class GumbelAC(OffPolicyAlgorithm):
             critic_layer_norm=bool((self.policy_kwargs or {}).get("critic_layer_norm", False)),
             alpha=float(self.alpha),
             autotune_alpha=bool(self.autotune_alpha),
+            # getattr: models saved before the bounds existed had none.
+            alpha_max=_optional_float(getattr(self, "alpha_max", None)),
+            alpha_min=_optional_float(getattr(self, "alpha_min", None)),
             target_entropy_ratio=float(self.target_entropy_ratio),
             gumbel_temperature=float(self.gumbel_temperature),
             gumbel_temperature_final=(

@@ -147,6 +147,8 @@ def from_checkpoint(
         gradient_steps=cfg.updates_per_step,
         alpha=cfg.alpha,
         autotune_alpha=cfg.autotune_alpha,
+        alpha_max=cfg.alpha_max,
+        alpha_min=cfg.alpha_min,
         target_entropy_ratio=cfg.target_entropy_ratio,
         gumbel_temperature=cfg.gumbel_temperature,
         gumbel_temperature_final=cfg.gumbel_temperature_final,
