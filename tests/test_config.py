@@ -177,7 +177,13 @@ def test_validate_returns_a_resolved_copy_and_leaves_the_caller_unchanged() -> N
     assert dataclasses.asdict(given) == before  # nothing filled in on the caller's object
     assert resolved is not given
     assert resolved.batch_size == 256 and resolved.buffer_size == 100_000  # "auto" resolved
-    assert dataclasses.asdict(resolved) == {**before, "batch_size": 256, "buffer_size": 100_000, "preset": "none"}
+    assert dataclasses.asdict(resolved) == {
+        **before,
+        "batch_size": 256,
+        "buffer_size": 100_000,
+        "preset": "CartPole-v1",
+        "alpha_max": 0.1,  # CartPole's preset
+    }
     # Editing the caller's config afterwards and validating again resolves for the new value.
     given.num_envs = 4096
     assert given.validate().buffer_size == 64 * 4096
@@ -207,7 +213,7 @@ def test_presets_apply_by_env_id_and_flags_win() -> None:
     assert Config(env="gumbel_ac/Dials-v0", gamma=0.9).validate().gamma == 0.9  # a flag the user set wins
     plain = Config(env="gumbel_ac/Dials-v0", preset="none").validate()
     assert (plain.preset, plain.gamma) == ("none", Config().gamma)
-    assert Config().validate().preset == "none"  # CartPole has no preset
+    assert Config(env="gumbel_ac/Catch-v0").validate().preset == "none"  # Catch has no preset
     # A saved config is not changed again when it is re-checked (resume, eval.py).
     again = Config.from_dict(Config(env="gumbel_ac/Dials-v0", gamma=0.9).validate().to_dict()).validate()
     assert (again.preset, again.gamma) == ("gumbel_ac/Dials-v0", 0.9)
@@ -244,3 +250,15 @@ def test_mountaincar_preset_turns_on_the_count_bonus_and_greedy_acting() -> None
         assert (car.gamma, car.hidden_sizes) == (Config().gamma, Config().hidden_sizes)
     assert Config(env="MountainCar-v0", preset="none").validate().count_bonus == 0.0
     assert Config(env="MountainCar-v0", count_bonus=1.0).validate().count_bonus == 1.0
+
+
+def test_cartpole_preset_caps_alpha_only() -> None:
+    for env_id in ("CartPole-v1", "gumbel_ac/CartPole-v1"):
+        cart = Config(env=env_id).validate()
+        assert (cart.preset, cart.alpha_max) == (env_id, 0.1)
+        plain = dataclasses.replace(Config(env=env_id, preset="none").validate(), preset=env_id, alpha_max=0.1)
+        assert cart == plain  # nothing else differs from the defaults
+    with pytest.raises(ConfigError, match=r"alpha \(0.2\) must not exceed alpha_max \(0.1\).*CartPole-v1 preset"):
+        Config(alpha=0.2).validate()
+    assert Config(alpha=0.2, preset="none").validate().alpha_max is None
+    assert Config(alpha=0.2, alpha_max=0.5).validate().alpha_max == 0.5
