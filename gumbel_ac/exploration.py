@@ -27,7 +27,9 @@ CartPole's velocities do not. Image observations are refused: a grid over pixels
 frame as new (Tang et al. hash learned features for those).
 
 Every operation is a fixed-shape tensor op on the counts' device, so the update that calls
-:meth:`CountBonus.bonus` can still be captured in a CUDA graph.
+:meth:`CountBonus.bonus` can still be captured in a CUDA graph. Under torchrun each rank counts
+its own envs' visits, as each keeps its own replay; a checkpoint holds rank 0's counts, and
+resumed ranks > 0 start from none, as they start from an empty replay.
 """
 
 from __future__ import annotations
