@@ -61,10 +61,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # MountainCar-v0: the count bonus (gumbel_ac/exploration.py) with greedy acting. Found in
     # 30 single-run probes on tuning seeds 100-102, 28 of them on seed 100 (bonus 1/3/10/30,
     # 8-40 cells a dimension, 1/2/4/8 updates per step, acting sample/mode/epsilon, gamma
-    # 0.99/0.995, 64- or 256-wide nets; with sampled acting or a bonus of 1 most runs never left
-    # the valley), then four candidates on tuning seeds 100-102 at 120k, IQM final: m1 (this
-    # entry) -140.9, m2 (gamma 0.99) -178.3, m3 (12 cells) -180.9, m4 (4 updates per step)
-    # -164.3. docs/results.md "Presets"; the probes in docs/data/mountaincar_probes.json.gz.
+    # 0.99/0.995, 64- or 256-wide nets; a bonus of 1 reached the flag in 1 of 5 probes, sampled
+    # acting in 5 of 11), then six candidates on tuning seeds 100-102 at 120k, IQM final: m1
+    # (this entry) -140.9, m2 (gamma 0.99) -178.3, m3 (12 cells) -180.9, m4 (4 updates per
+    # step) -164.3, m5 (bonus decayed linearly to 0) -167.7, m6 (m5 from 10) -175.8.
+    # docs/results.md "Presets"; data in docs/data/mountaincar_probes.json.gz and
+    # docs/data/preset_tuning_mountaincar.json.gz.
     **{
         env_id: {"count_bonus": 3.0, "count_bins": 16, "act": "mode", "updates_per_step": 2}
         for env_id in ("MountainCar-v0", "gumbel_ac/MountainCar-v0")
