@@ -49,7 +49,11 @@ def evaluate(
             if bool(finished.all()):
                 break
         else:
-            raise RuntimeError(f"evaluation on {env_id} did not finish within {MAX_EVAL_STEPS} steps")
+            raise RuntimeError(
+                f"evaluation on {env_id} did not finish within {MAX_EVAL_STEPS} steps: an episode that never "
+                "ends (a policy that stalls in an env without a time limit, e.g. MinAtar Seaquest at the surface); "
+                "give the env one: --env-kwargs '{\"max_episode_steps\": 10000}'"
+            )
         return returns.cpu().numpy()
     finally:
         env.close()

@@ -200,3 +200,24 @@ def test_parse_error_line_reads_both_tyro_box_styles(text: str, line: str) -> No
     from gumbel_ac.cli import parse_error_line
 
     assert parse_error_line(text) == line
+
+
+def test_an_episode_that_never_ends_names_the_time_limit_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A greedy policy that stays at the surface never ends MinAtar Seaquest (no time limit in
+    the game): evaluation stops with the fix; with ``max_episode_steps`` it returns."""
+    from gumbel_ac import evaluation
+
+    class Stay(torch.nn.Module):
+        def act(self, obs: torch.Tensor, **_: Any) -> torch.Tensor:
+            return torch.zeros(obs.shape[0], 1, dtype=torch.long)  # no-op: the sub stays at the surface
+
+    monkeypatch.setattr(evaluation, "MAX_EVAL_STEPS", 300)
+    with pytest.raises(RuntimeError, match=r"did not finish within 300 steps.*max_episode_steps"):
+        evaluation.evaluate(Stay(), "gumbel_ac/MinAtar-Seaquest-v1", episodes=2)  # type: ignore[arg-type]
+    returns = evaluation.evaluate(
+        Stay(),  # type: ignore[arg-type]
+        "gumbel_ac/MinAtar-Seaquest-v1",
+        episodes=2,
+        env_kwargs={"max_episode_steps": 100},
+    )
+    assert returns.tolist() == [0.0, 0.0]
