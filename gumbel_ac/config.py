@@ -16,7 +16,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gumbel_ac.presets import preset_for, preset_value
+from gumbel_ac.exploration import MAX_COUNT_BINS
+from gumbel_ac.presets import preset_for
 
 #: Fields that older versions wrote into config.json and that no longer exist; a saved
 #: config holding them still loads (eval.py on an old run), the value is ignored.
@@ -472,7 +473,18 @@ class Config:
         """
         self._check_types()  # first: resolve_auto compares num_envs
         resolved = self.resolve_auto()
-        resolved._check_values()
+        try:
+            resolved._check_values()
+        except ConfigError as exc:
+            # A value the preset filled in, not the user: say where it came from and the way out.
+            applied = [k for k in preset_for(resolved.preset) if getattr(resolved, k) != getattr(self, k)]
+            named = [k for k in applied if k in str(exc)]
+            if self.preset == "auto" and named:
+                raise ConfigError(
+                    f"{exc}; {', '.join(named)} came from the {resolved.preset} preset: set it yourself, "
+                    "or --preset none"
+                ) from None
+            raise
         return resolved
 
     def _warn_if_no_updates(self) -> None:
@@ -553,8 +565,6 @@ class Config:
 
     def _check_exploration_values(self) -> None:
         """The count bonus (whether the env's observations allow one is checked at start)."""
-        from gumbel_ac.exploration import MAX_COUNT_BINS
-
         _need(
             self._finite("count_bonus") >= 0.0,
             f"count_bonus must be >= 0 (0 turns it off), got {self.count_bonus}",
@@ -593,16 +603,9 @@ class Config:
         _need(self._finite("alpha") >= 0.0, f"alpha must be >= 0, got {self.alpha}")
         if self.alpha_max is not None:
             _need(self._finite("alpha_max") > 0.0, f"alpha_max must be > 0, got {self.alpha_max}")
-            preset_cap = preset_value(self.preset, "alpha_max")
-            from_preset = preset_cap is not None and self.alpha_max == preset_cap
             _need(
                 self.alpha <= self.alpha_max,
-                f"alpha ({self.alpha}) must not exceed alpha_max ({self.alpha_max}): the cap would cut it at once"
-                + (
-                    f"; the {self.preset} preset sets alpha_max: pass a larger --alpha-max, or --preset none"
-                    if from_preset
-                    else ""
-                ),
+                f"alpha ({self.alpha}) must not exceed alpha_max ({self.alpha_max}): the cap would cut it at once",
             )
         if self.alpha_min is not None:
             _need(self._finite("alpha_min") > 0.0, f"alpha_min must be > 0, got {self.alpha_min}")

@@ -104,6 +104,7 @@ class CountBonus:
             mult = torch.randint(1, _HASH_MULT_BOUND, (dims,), generator=gen, dtype=torch.int64)
         self.mult = mult.to(self.device)
         self.counts = torch.zeros(self.table_size, dtype=torch.int64, device=self.device)
+        self._ones = torch.ones(0, dtype=torch.int64, device=self.device)
 
     @classmethod
     def for_encoder(cls, space: Any, encode: Any, **kwargs: Any) -> CountBonus:
@@ -138,10 +139,13 @@ class CountBonus:
 
     def observe(self, obs_BD: torch.Tensor, mask_B: torch.Tensor | None = None) -> None:
         """Count one visit to each row's cell (rows where ``mask_B`` is False are skipped)."""
-        ones = torch.ones(obs_BD.shape[0], dtype=torch.int64, device=self.device)
         if mask_B is not None:
-            ones = ones * mask_B.to(torch.int64)
-        self.counts.index_add_(0, self.cells(obs_BD), ones)
+            visits = mask_B.to(torch.int64)
+        else:  # every vector step has the same rows: one tensor of ones, made once
+            if self._ones.shape[0] != obs_BD.shape[0]:
+                self._ones = torch.ones(obs_BD.shape[0], dtype=torch.int64, device=self.device)
+            visits = self._ones
+        self.counts.index_add_(0, self.cells(obs_BD), visits)
 
     def bonus(self, obs_BD: torch.Tensor) -> torch.Tensor:
         """``[B]`` float32 ``scale / sqrt(max(n, 1))`` of each row's cell."""
@@ -149,9 +153,10 @@ class CountBonus:
         return self.scale * n.rsqrt()
 
     @property
-    def cells_visited(self) -> int:
-        """Table cells with at least one visit (reads the device)."""
-        return int((self.counts > 0).sum())
+    def cells_visited(self) -> torch.Tensor:
+        """Table cells with at least one visit: a 0-dim device tensor (reading it is the caller's
+        choice; the trainer packs it into its one transfer per log window)."""
+        return (self.counts > 0).sum()
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

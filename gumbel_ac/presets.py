@@ -91,8 +91,3 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_for(env_id: str) -> dict[str, Any]:
     """The preset of ``env_id`` (empty when there is none)."""
     return dict(PRESETS.get(env_id, {}))
-
-
-def preset_value(env_id: str, field: str) -> Any:
-    """The value the preset of ``env_id`` gives ``field`` (None when it gives none)."""
-    return PRESETS.get(env_id, {}).get(field)

@@ -597,7 +597,10 @@ class _Run:
         non-finite guard, start a new window."""
         config, state = self.config, self.state
         num_stats = len(UpdateStats.NAMES)
-        packed = torch.cat([state.stats_sum, state.ep_sums, self.learner.max_nonfinite_streak.reshape(1)])
+        parts = [state.stats_sum, state.ep_sums, self.learner.max_nonfinite_streak.reshape(1)]
+        if self.bonus is not None:  # explored grid cells, in the same transfer
+            parts.append(self.bonus.cells_visited.to(state.stats_sum.dtype).reshape(1))
+        packed = torch.cat(parts)
         host = self.dist.sum(packed).cpu().tolist()
         ranks, now = self.dist.world_size, time.perf_counter()
         metrics: dict[str, float] = {
@@ -613,8 +616,8 @@ class _Run:
         if count > 0:
             metrics["charts/episodic_return"] = host[num_stats + 1] / count
             metrics["charts/episodic_length"] = host[num_stats + 2] / count
-        if self.bonus is not None:  # this rank's explored grid cells (one more small read)
-            metrics["charts/count_cells_visited"] = float(self.bonus.cells_visited)
+        if self.bonus is not None:  # each rank counts its own visits: the mean over ranks
+            metrics["charts/count_cells_visited"] = host[num_stats + 5] / ranks
         if dropped > 0:
             metrics["charts/nonfinite_transitions"] = dropped
             self.logger.message(
@@ -624,7 +627,7 @@ class _Run:
         self.logger.log(state.global_step, metrics)
         # The same values on every rank after the all-reduce: every rank stops alike.
         skipped = host[num_stats - 1]  # the sum of UpdateStats.nonfinite, the last stat
-        self.learner.check_nonfinite(host[-1] / ranks, skipped, state.updates_in_window * ranks)
+        self.learner.check_nonfinite(host[num_stats + 4] / ranks, skipped, state.updates_in_window * ranks)
         state.reset_window()
         self.learner.reset_window()
         self.window_start, self.window_step = time.perf_counter(), state.global_step
