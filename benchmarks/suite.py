@@ -131,6 +131,9 @@ class Task:
     #: Minutes for all three methods x 5 seeds at this budget on the shared 2-core CPU (load
     #: average 5-7 while measured), from measured runs; 0 = not measured (module docstring).
     est_minutes: float = 0.0
+    #: A time limit every method trains and is evaluated under (None: the env's own). Only
+    #: where an episode can otherwise last forever (MinAtar Seaquest; see :data:`TASKS`).
+    max_episode_steps: int | None = None
 
     @property
     def minatar(self) -> bool:
@@ -143,11 +146,28 @@ _MINATAR_LEVEL = (
 )
 
 
-def _minatar(game: str, level: float) -> Task:
+def _minatar(game: str, level: float, max_episode_steps: int | None = None) -> Task:
     """A MinAtar game: ours on our torch id, SB3 on MinAtar's own, 50k env steps."""
     return Task(
-        f"MinAtar-{game}", f"MinAtar/{game}-v1", f"gumbel_ac/MinAtar-{game}-v1", 50_000, level, _MINATAR_LEVEL, 100.0
+        f"MinAtar-{game}",
+        f"MinAtar/{game}-v1",
+        f"gumbel_ac/MinAtar-{game}-v1",
+        50_000,
+        level,
+        _MINATAR_LEVEL,
+        100.0,
+        max_episode_steps,
     )
+
+
+#: MinAtar Seaquest has no time limit (neither minatar 1.0.15 nor its Gymnasium registration
+#: sets one), and a sub that stays at the surface never loses oxygen: a greedy policy that
+#: learned to stay there plays one episode forever, and no evaluation returns. The suite caps
+#: its episodes at 1000 steps, gymnax's ``max_steps_in_episode`` default for its MinAtar
+#: Seaquest (RobertTLange/gymnax, gymnax/environments/minatar/seaquest.py), for every method,
+#: in training and evaluation alike. At 50k env steps no agent here comes near an episode that
+#: long by playing well.
+SEAQUEST_TIME_LIMIT = 1000
 
 
 #: The tasks, their budgets and thresholds. Classic thresholds: Gymnasium's reward_threshold
@@ -161,7 +181,8 @@ TASKS: dict[str, Task] = {
         Task("MountainCar-v0", "MountainCar-v0", "gumbel_ac/MountainCar-v0", 120_000, -120.0, "the issue's target"),
         Task("LunarLander-v3", "LunarLander-v3", None, 100_000, 200.0, "Gymnasium reward_threshold"),
         *(_minatar(game, level) for game, level in (("Breakout", 10.0), ("Asterix", 5.0), ("Freeway", 20.0),
-                                                      ("SpaceInvaders", 20.0), ("Seaquest", 5.0))),
+                                                      ("SpaceInvaders", 20.0))),
+        _minatar("Seaquest", 5.0, SEAQUEST_TIME_LIMIT),
     )
 }  # fmt: skip
 
@@ -340,6 +361,9 @@ def run_ours(task: Task, seed: int, budget: int, args: argparse.Namespace) -> Ru
         cfg = Config(
             env=train_id,
             eval_env=eval_id,
+            # The torch envs honour max_episode_steps (truncation, as Gymnasium's TimeLimit),
+            # and the eval env is the training id here, so it gets the same limit.
+            env_kwargs=json.dumps(time_limit_kwargs(task)) if task.max_episode_steps else "",
             seed=seed,
             total_steps=budget,
             eval_every=max(1, budget // args.eval_points),
@@ -363,12 +387,17 @@ def run_ours(task: Task, seed: int, budget: int, args: argparse.Namespace) -> Ru
     return run
 
 
+def time_limit_kwargs(task: Task) -> dict[str, int]:
+    """``gymnasium.make`` kwargs for the task's time limit (empty when it keeps the env's own)."""
+    return {} if task.max_episode_steps is None else {"max_episode_steps": task.max_episode_steps}
+
+
 def _sb3_env(task: Task, n_envs: int, seed: int) -> Any:
     from stable_baselines3.common.env_util import make_vec_env
 
     from gumbel_ac.envpkgs import prepare_env_id
 
-    return make_vec_env(prepare_env_id(task.ref_id), n_envs=n_envs, seed=seed)
+    return make_vec_env(prepare_env_id(task.ref_id), n_envs=n_envs, seed=seed, env_kwargs=time_limit_kwargs(task))
 
 
 def make_ppo(task: Task, seed: int, budget: int) -> tuple[Any, dict[str, Any]]:
@@ -446,7 +475,7 @@ def random_score(task: Task, episodes: int, seed: int = 123) -> float:
     """Mean return of a uniformly random policy on the reference env (the normalised 0)."""
     from gumbel_ac.envpkgs import prepare_env_id
 
-    env = gym.make(prepare_env_id(task.ref_id))
+    env = gym.make(prepare_env_id(task.ref_id), **time_limit_kwargs(task))
     env.action_space.seed(seed)
     total = 0.0
     for episode in range(episodes):

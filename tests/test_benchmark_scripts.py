@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -199,3 +201,46 @@ def test_minatar_envs_paired_ci_and_curve_mean() -> None:
     import numpy as np
 
     assert mod.paired_ci(np.arange(5.0) + 0.25, np.arange(5.0)) == (0.25, 0.25, 0.25)
+
+
+def test_suite_seaquest_time_limit_truncates_a_sub_that_stays_at_the_surface() -> None:
+    # MinAtar Seaquest has no time limit and a sub at the surface never runs out of oxygen, so
+    # "do nothing" plays forever; the suite's limit must truncate it, for SB3's env (MinAtar's
+    # own) and for ours (the torch id with env_kwargs, as run_ours builds it) alike.
+    pytest.importorskip("minatar")
+    import importlib.util
+
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401  (registers the gumbel_ac/ ids)
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("suite_mod", ROOT / "benchmarks" / "suite.py")
+    assert spec is not None and spec.loader is not None
+    suite = importlib.util.module_from_spec(spec)
+    sys.modules["suite_mod"] = suite  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(suite)
+    task = suite.TASKS["MinAtar-Seaquest"]
+    assert suite.time_limit_kwargs(task) == {"max_episode_steps": 1000}
+    assert suite.time_limit_kwargs(suite.TASKS["MinAtar-Breakout"]) == {}
+
+    sb3_env = suite._sb3_env(task, 1, seed=0)
+    sb3_env.reset()
+    steps, dones = 0, [False]
+    while not dones[0] and steps < 2000:
+        _, _, dones, infos = sb3_env.step([0])  # no-op: the sub starts at the surface
+        steps += 1
+    assert steps == 1000 and infos[0]["TimeLimit.truncated"]
+    sb3_env.close()
+
+    ours = gym.make_vec(task.ours_id, num_envs=2, **suite.time_limit_kwargs(task))
+    ours.reset(seed=0)
+    noop = torch.zeros(2, dtype=torch.int64)
+    steps, ended = 0, False
+    while not ended and steps < 2000:
+        _, _, terminated, truncated, _ = ours.step(noop)
+        steps += 1
+        ended = bool(truncated.any() or terminated.any())
+    assert steps == 1000 and bool(truncated.all()) and not bool(terminated.any())
+    ours.close()
