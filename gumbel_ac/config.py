@@ -118,8 +118,11 @@ def _matches(value: Any, hint: Any) -> bool:
     return True
 
 
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+def _expected_type(hint: Any) -> str:
+    """What a field of type ``hint`` must be, for an error message ("of type int", "one of ...")."""
+    if typing.get_origin(hint) is Literal:  # the choices, not the word "Literal"
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
+    return "of type " + (getattr(hint, "__name__", None) or str(hint).replace("typing.", ""))
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -265,6 +268,15 @@ class Config:
     (docs/results.md, "Staying solved"): 0.01 alone made late collapses more frequent, not less;
     with slow late targets it was level with them alone, so it is not part of the defaults.
     Must be > 0 and at most alpha (the initial value; so also at most alpha_max)."""
+    target_q_reduce: Literal["min", "mean"] = "min"
+    """How the critic target combines the two target critics: "min" (clipped double Q,
+    Fujimoto et al. 2018) or "mean" (the double average Q of Zhou et al. 2022,
+    arXiv:2209.10081, meant to go with q_clip: the mean over-estimates more than the min)."""
+    q_clip: float | None = None
+    """Q-clip of the critic loss (Zhou et al. 2022; PPO's value clipping applied to the critic):
+    per sample, the larger of the plain squared error and that of the target critic's value
+    moved by at most q_clip toward the online one, so one step cannot carry a critic further
+    than q_clip from its target network. None: off. Must be > 0 (in reward units)."""
     target_entropy_ratio: float = 0.1
     """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
     discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
@@ -607,6 +619,8 @@ class Config:
                 self.alpha <= self.alpha_max,
                 f"alpha ({self.alpha}) must not exceed alpha_max ({self.alpha_max}): the cap would cut it at once",
             )
+        if self.q_clip is not None:
+            _need(self._finite("q_clip") > 0.0, f"q_clip must be > 0 (or None: off), got {self.q_clip}")
         if self.alpha_min is not None:
             _need(self._finite("alpha_min") > 0.0, f"alpha_min must be > 0, got {self.alpha_min}")
             _need(
@@ -763,7 +777,7 @@ class Config:
             value = getattr(self, f.name)
             if not _matches(value, hints[f.name]):
                 raise ConfigError(
-                    f"{f.name} must be of type {_type_name(hints[f.name])}, got {value!r} ({type(value).__name__})"
+                    f"{f.name} must be {_expected_type(hints[f.name])}, got {value!r} ({type(value).__name__})"
                 )
 
     def lr_scale_at(self, step: int) -> float:

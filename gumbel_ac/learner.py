@@ -99,8 +99,14 @@ class Learner:
         grad_hook: Callable[[torch.Tensor], None] | None = None,
         alpha_max: float | None = None,
         alpha_min: float | None = None,
+        target_q_reduce: str = "min",
+        q_clip: float | None = None,
     ) -> None:
         self.agent = agent
+        #: How the critic target combines the two target critics, and the critic loss's
+        #: Q-clip (:mod:`gumbel_ac.losses`; ``Config.target_q_reduce``, ``Config.q_clip``).
+        self.target_q_reduce = str(target_q_reduce)
+        self.q_clip: float | None = None if q_clip is None else float(q_clip)
         #: ``None``: the joint action set is enumerated (exact target); else the number of
         #: sampled next actions per transition (no tensor grows with the joint action count).
         self.target_samples: int | None = (
@@ -162,6 +168,8 @@ class Learner:
             target_update_rate=config.target_update_rate,
             alpha_max=config.alpha_max,
             alpha_min=config.alpha_min,
+            target_q_reduce=config.target_q_reduce,
+            q_clip=config.q_clip,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -296,6 +304,8 @@ class Learner:
             tau=temperature,
             autotune_alpha=self.autotune_alpha,
             generator=generator,
+            target_reduce=self.target_q_reduce,
+            q_clip=self.q_clip,
         )
         total.backward()
         # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient

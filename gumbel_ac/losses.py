@@ -10,6 +10,11 @@ Christodoulou 2019, arXiv:1910.07207):
     y = r + gamma * (1 - terminated) * sum_a' pi(a'|s') [min_i Q'_i(s', a') - alpha log pi(a'|s')]
 
 Truncated transitions bootstrap (``terminated`` is False there); terminated ones do not.
+``target_reduce="mean"`` averages the two target critics instead of taking their minimum, and
+``q_clip=c`` bounds each critic's step away from its target network: the loss per sample is
+``max((Q - y)^2, (Q' + clip(Q - Q', -c, c) - y)^2)`` with ``Q'`` the target critic at the same
+``(s, a)`` -- the "double average Q-learning with Q-clip" of Zhou et al. 2022
+(arXiv:2209.10081), which adapts PPO's value clipping (Schulman et al. 2017) to the critic.
 
 Actor loss: ``-(estimator surrogate of min_i Q_i(s, a)) - alpha * H(pi(.|s))``; only the
 estimator changes between variants (:mod:`gumbel_ac.estimators`).
@@ -87,6 +92,12 @@ def soft_state_value(agent: Agent, logits_BK: torch.Tensor, q_BJ: torch.Tensor, 
     return (probs_BJ * inner).sum(-1)
 
 
+def reduce_critics(q_2X: torch.Tensor, how: str) -> torch.Tensor:
+    """The target critics combined: their minimum (clipped double Q, Fujimoto et al. 2018) or,
+    ``how="mean"``, their average (Zhou et al. 2022)."""
+    return q_2X.mean(dim=0) if how == "mean" else q_2X.amin(dim=0)
+
+
 def sampled_state_value(
     agent: Agent,
     logits_BK: torch.Tensor,
@@ -94,6 +105,7 @@ def sampled_state_value(
     alpha: torch.Tensor,
     samples: int,
     generator: torch.Generator | None,
+    reduce: str = "min",
 ) -> torch.Tensor:
     """``V(s)`` estimated from ``samples`` draws ``a_j ~ pi(.|s)``: ``[B]``, no enumeration.
 
@@ -109,7 +121,7 @@ def sampled_state_value(
     index_NBH = spec.mode(logits_NBK + noise)
     feat_BF = agent.critic_target.encode(obs_BD)  # once, not once per sample
     feat_NBF = feat_BF.expand(samples, -1, -1).reshape(-1, feat_BF.shape[-1])
-    q_NB = agent.critic_target.q(feat_NBF, spec.onehot(index_NBH, dtype=feat_BF.dtype)).amin(dim=0)
+    q_NB = reduce_critics(agent.critic_target.q(feat_NBF, spec.onehot(index_NBH, dtype=feat_BF.dtype)), reduce)
     logp_NB = spec.log_prob(logits_NBK, index_NBH)
     return (q_NB - alpha * logp_NB).reshape(samples, -1).mean(dim=0)
 
@@ -123,8 +135,11 @@ def critic_target(
     *,
     samples: int | None = None,
     generator: torch.Generator | None = None,
+    reduce: str = "min",
 ) -> torch.Tensor:
     """The expected-SARSA soft target ``y`` ``[B]`` (no gradient).
+
+    ``reduce``: how the two target critics combine (:func:`reduce_critics`).
 
     ``samples=None`` enumerates every joint action (exact; for small action sets);
     ``samples=N`` averages ``N`` sampled next actions (:func:`sampled_state_value`).
@@ -137,24 +152,41 @@ def critic_target(
     with torch.no_grad():
         if samples is None:
             onehot_JK = agent.spec.joint_onehot_on(batch.next_obs_BD.device)
-            q_next_BJ = agent.critic_target.all_actions(batch.next_obs_BD, onehot_JK).amin(dim=0)
+            q_next_BJ = reduce_critics(agent.critic_target.all_actions(batch.next_obs_BD, onehot_JK), reduce)
             v_next_B = soft_state_value(agent, next_logits_BK, q_next_BJ, alpha)
         else:
-            v_next_B = sampled_state_value(agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator)
+            v_next_B = sampled_state_value(agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator, reduce)
         not_done = 1.0 - batch.terminated_B.to(v_next_B.dtype)
         return batch.reward_B + gamma * not_done * v_next_B
 
 
 def critic_loss(
-    agent: Agent, batch: Batch, target_B: torch.Tensor, feat_BF: torch.Tensor | None = None
+    agent: Agent,
+    batch: Batch,
+    target_B: torch.Tensor,
+    feat_BF: torch.Tensor | None = None,
+    q_clip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``sum_i 0.5 * mean_B (Q_i(s, a) - y)^2`` and the mean Q (for logging). ``feat_BF``: the
-    critic encoder's features of ``batch.obs`` (with their graph), when the caller has them."""
+    critic encoder's features of ``batch.obs`` (with their graph), when the caller has them.
+
+    ``q_clip=c``: each sample's squared error is the larger of the plain one and that of
+    ``Q'_i + clip(Q_i - Q'_i, -c, c)``, ``Q'_i`` the target critic's value of the same
+    ``(s, a)`` (Zhou et al. 2022, arXiv:2209.10081): where ``Q_i`` has moved more than ``c``
+    from ``Q'_i`` and the clipped value is the worse fit, the sample's gradient is zero, so a
+    step cannot push the critic further from its target network than ``c``.
+    """
     if feat_BF is None:
         feat_BF = agent.critic.encode(batch.obs_BD)
     action_BK = agent.spec.onehot(batch.action_BH, dtype=feat_BF.dtype)
     q_2B = agent.critic.q(feat_BF, action_BK)
-    loss = 0.5 * (q_2B - target_B).pow(2).mean(dim=1).sum()
+    sq_2B = (q_2B - target_B).pow(2)
+    if q_clip is not None:
+        with torch.no_grad():
+            q_old_2B = agent.critic_target.q(agent.critic_target.encode(batch.obs_BD), action_BK)
+        clipped_2B = q_old_2B + (q_2B - q_old_2B).clamp(-q_clip, q_clip)
+        sq_2B = torch.maximum(sq_2B, (clipped_2B - target_B).pow(2))
+    loss = 0.5 * sq_2B.mean(dim=1).sum()
     return loss, q_2B.detach().mean()
 
 
@@ -195,8 +227,14 @@ def compute_losses(
     autotune_alpha: bool,
     generator: torch.Generator | None,
     target_samples: int | None = None,
+    target_reduce: str = "min",
+    q_clip: float | None = None,
 ) -> tuple[torch.Tensor, UpdateStats]:
     """The step's total loss (critic + actor [+ alpha]) and its statistics.
+
+    ``target_reduce`` and ``q_clip``: the critic target's combination of the two target
+    critics and the Q-clip of the critic loss (module docstring; defaults: clipped double Q,
+    no clip).
 
     ``target_samples=None``: the joint action set is small, and the critic target and the
     estimators enumerate it (exact). ``target_samples=N``: nothing enumerates -- the target
@@ -215,11 +253,13 @@ def compute_losses(
     both_logits = agent.actor(torch.cat([batch.obs_BD, batch.next_obs_BD], dim=0))
     logits_BK, next_logits_BK = both_logits[:batch_size], both_logits[batch_size:].detach()
 
-    target_B = critic_target(agent, next_logits_BK, batch, gamma, alpha, samples=target_samples, generator=generator)
+    target_B = critic_target(
+        agent, next_logits_BK, batch, gamma, alpha, samples=target_samples, generator=generator, reduce=target_reduce
+    )
     # The critic encodes the states once: with its graph for the critic loss, detached for the
     # actor's objective (a convolutional encoder is most of an update's cost on images).
     feat_BF = agent.critic.encode(batch.obs_BD)
-    c_loss, q_mean = critic_loss(agent, batch, target_B, feat_BF)
+    c_loss, q_mean = critic_loss(agent, batch, target_B, feat_BF, q_clip=q_clip)
     a_loss, entropy = actor_loss(
         agent,
         batch.obs_BD,

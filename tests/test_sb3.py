@@ -262,6 +262,17 @@ def test_sb3_alpha_bounds_reach_the_learner_and_the_config() -> None:
         tiny_model(alpha_max=-1.0)
 
 
+def test_sb3_critic_variants_reach_the_learner_and_the_config() -> None:
+    default = tiny_model()
+    assert (default.learner.target_q_reduce, default.learner.q_clip) == ("min", None)
+    model = tiny_model(target_q_reduce="mean", q_clip=0.5)
+    assert (model.learner.target_q_reduce, model.learner.q_clip) == ("mean", 0.5)
+    assert (model.to_config().target_q_reduce, model.to_config().q_clip) == ("mean", 0.5)
+    model.learn(300)  # the learner's step runs with both
+    with pytest.raises(ConfigError, match="q_clip must be > 0"):
+        tiny_model(q_clip=0.0)
+
+
 def test_bad_hyperparameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="estimator"):
         tiny_model(estimator="no-such-estimator")

@@ -93,6 +93,9 @@ class GumbelAC(OffPolicyAlgorithm):
         autotune_alpha: tune alpha toward ``target_entropy_ratio * sum_h log(A_h)``.
         alpha_max, alpha_min: bounds on the tuned alpha (``None``: none), as
             ``Config.alpha_max``/``Config.alpha_min`` (defaults: the same).
+        target_q_reduce, q_clip: the critic target's combination of the two target critics
+            ("min" or "mean") and the critic loss's Q-clip (``None``: off), as
+            ``Config.target_q_reduce``/``Config.q_clip`` (Zhou et al. 2022; defaults: the same).
         target_entropy_ratio: see :class:`~gumbel_ac.config.Config`.
         gumbel_temperature: Gumbel-Softmax temperature (start value if annealed).
         gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
@@ -136,6 +139,8 @@ class GumbelAC(OffPolicyAlgorithm):
         autotune_alpha: bool = True,
         alpha_max: float | None = Config.alpha_max,
         alpha_min: float | None = Config.alpha_min,
+        target_q_reduce: str = Config.target_q_reduce,
+        q_clip: float | None = Config.q_clip,
         target_entropy_ratio: float = 0.1,
         gumbel_temperature: float = 0.6,
         gumbel_temperature_final: float | None = None,
@@ -194,6 +199,8 @@ class GumbelAC(OffPolicyAlgorithm):
         self.autotune_alpha = autotune_alpha
         self.alpha_max = alpha_max
         self.alpha_min = alpha_min
+        self.target_q_reduce = target_q_reduce
+        self.q_clip = q_clip
         self.target_entropy_ratio = target_entropy_ratio
         self.gumbel_temperature = gumbel_temperature
         self.gumbel_temperature_final = gumbel_temperature_final
@@ -242,6 +249,9 @@ class GumbelAC(OffPolicyAlgorithm):
             # getattr: models saved before the bounds existed had none.
             alpha_max=_optional_float(getattr(self, "alpha_max", None)),
             alpha_min=_optional_float(getattr(self, "alpha_min", None)),
+            # getattr: models saved before these options existed trained with min and no clip.
+            target_q_reduce=str(getattr(self, "target_q_reduce", "min")),
+            q_clip=_optional_float(getattr(self, "q_clip", None)),
             target_entropy_ratio=float(self.target_entropy_ratio),
             gumbel_temperature=float(self.gumbel_temperature),
             gumbel_temperature_final=(

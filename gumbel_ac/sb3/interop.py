@@ -149,6 +149,8 @@ def from_checkpoint(
         autotune_alpha=cfg.autotune_alpha,
         alpha_max=cfg.alpha_max,
         alpha_min=cfg.alpha_min,
+        target_q_reduce=cfg.target_q_reduce,
+        q_clip=cfg.q_clip,
         target_entropy_ratio=cfg.target_entropy_ratio,
         gumbel_temperature=cfg.gumbel_temperature,
         gumbel_temperature_final=cfg.gumbel_temperature_final,

@@ -1,0 +1,97 @@
+"""The critic's two variants of Zhou et al. 2022 (arXiv:2209.10081) against hand computation:
+the double-average target (mean of the two target critics instead of their minimum) and the
+Q-clip of the critic loss, value and gradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gumbel_ac.agent import Agent, make_agent
+from gumbel_ac.config import Config, ConfigError
+from gumbel_ac.distributions import ActionSpec
+from gumbel_ac.losses import Batch, critic_loss, critic_target
+
+
+def _agent() -> Agent:
+    torch.manual_seed(0)
+    agent = make_agent(obs_dim=2, spec=ActionSpec((3,)), hidden_sizes=(8,), alpha=0.3, target_entropy_ratio=0.5)
+    with torch.no_grad():
+        agent.critic.w_act.normal_()
+        agent.critic_target.load_state_dict(agent.critic.state_dict())
+        agent.critic_target.w_obs.add_(0.3)  # the target network differs from the online one
+    return agent
+
+
+def _batch() -> Batch:
+    obs = torch.tensor([[0.1, -0.2], [0.5, 0.3], [1.0, 1.0]])
+    next_obs = torch.tensor([[0.0, 0.4], [-0.3, 0.2], [0.7, -0.1]])
+    return Batch(
+        obs, torch.tensor([[0], [1], [2]]), torch.tensor([1.0, -0.5, 2.0]), next_obs, torch.zeros(3, dtype=torch.bool)
+    )
+
+
+def test_average_target_uses_the_mean_of_the_two_target_critics() -> None:
+    agent, batch = _agent(), _batch()
+    gamma, alpha = 0.9, torch.tensor(0.3)
+    next_logits = agent.logits(batch.next_obs_BD).detach()
+    y_min = critic_target(agent, next_logits, batch, gamma, alpha)
+    y_mean = critic_target(agent, next_logits, batch, gamma, alpha, reduce="mean")
+    for i in range(3):
+        pi = torch.softmax(next_logits[i], -1)
+        q_2A = torch.stack(
+            [agent.critic_target(batch.next_obs_BD[i : i + 1], torch.eye(3)[a : a + 1])[:, 0] for a in range(3)], -1
+        )
+        for y, q_A in ((y_min, q_2A.min(0).values), (y_mean, q_2A.mean(0))):
+            v = sum(float(pi[a]) * (float(q_A[a]) - 0.3 * math.log(float(pi[a]))) for a in range(3))
+            assert y[i].item() == pytest.approx(float(batch.reward_B[i]) + gamma * v, abs=1e-5)
+    assert (y_mean >= y_min - 1e-6).all() and not torch.allclose(y_mean, y_min)  # the mean is never below the min
+
+
+def test_q_clip_loss_and_gradient_by_hand() -> None:
+    agent, batch = _agent(), _batch()
+    action = torch.eye(3)[batch.action_BH[:, 0]]
+    with torch.no_grad():
+        q = agent.critic(batch.obs_BD, action)  # [2, B]
+        q_old = agent.critic_target(batch.obs_BD, action)
+    gap = (q - q_old).abs()
+    # The clip sits between the gaps: some samples' step is clipped, others' is not.
+    c = float(gap.flatten().sort().values[gap.numel() // 2])
+    # Targets on both sides: y far beyond q (the clipped value fits worse -> max picks it).
+    y = q.mean(0) + torch.tensor([5.0, -5.0, 0.0])
+    loss, _ = critic_loss(agent, batch, y, q_clip=c)
+    clipped = q_old + (q - q_old).clamp(-c, c)
+    per = torch.maximum((q - y) ** 2, (clipped - y) ** 2)
+    assert loss.item() == pytest.approx(0.5 * per.mean(1).sum().item(), rel=1e-6)
+    plain, _ = critic_loss(agent, batch, y)
+    assert plain.item() == pytest.approx(0.5 * ((q - y) ** 2).mean(1).sum().item(), rel=1e-6)
+    assert loss.item() >= plain.item() - 1e-6
+
+    # The gradient w.r.t. Q: 0 where the clipped branch wins with the clip active, the plain
+    # error's (Q - y) / B where the plain branch wins.
+    q_var = q.clone().requires_grad_(True)
+    clipped_v = q_old + (q_var - q_old).clamp(-c, c)
+    torch.maximum((q_var - y) ** 2, (clipped_v - y) ** 2).mul(0.5).mean(1).sum().backward()
+    grad = q_var.grad
+    assert grad is not None
+    clip_wins = ((clipped - y) ** 2 > (q - y) ** 2) & (gap > c)
+    assert clip_wins.any() and (~clip_wins).any()
+    assert torch.equal(grad[clip_wins], torch.zeros_like(grad[clip_wins]))
+    assert torch.allclose(grad[~clip_wins], ((q - y) / 3)[~clip_wins], atol=1e-6)
+
+
+def test_q_clip_large_enough_is_the_plain_loss() -> None:
+    agent, batch = _agent(), _batch()
+    y = torch.tensor([0.3, -0.1, 1.2])
+    plain, _ = critic_loss(agent, batch, y)
+    wide, _ = critic_loss(agent, batch, y, q_clip=1e6)
+    assert wide.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_q_clip_and_reduce_values_are_checked() -> None:
+    with pytest.raises(ConfigError, match="q_clip must be > 0"):
+        Config(q_clip=0.0).validate()
+    with pytest.raises(ConfigError, match="target_q_reduce must be one of 'min', 'mean', got 'max'"):
+        Config(target_q_reduce="max").validate()  # type: ignore[arg-type]
