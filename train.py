@@ -18,7 +18,7 @@ import sys
 
 import tyro
 
-from gumbel_ac.cli import exit_status, guarded, one_line_parse_errors, reflow_field_help, run_cli
+from gumbel_ac.cli import exit_status, guarded, named_fields, one_line_parse_errors, reflow_field_help, run_cli
 from gumbel_ac.config import Config
 
 
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(resumed, int):
             return resumed
         config = resumed
+    else:
+        config = config.naming(named_fields(args))  # the preset fills in only the flags not given
     return run_cli(config)
 
 

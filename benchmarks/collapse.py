@@ -121,7 +121,9 @@ def run_seed(seed: int, args: argparse.Namespace, overrides: dict[str, Any]) -> 
         }
         settings.update(overrides)
         tic = time.perf_counter()
-        result = train(Config(**settings))
+        # The --set fields are named: the env's preset fills in only the others, even where a
+        # --set value repeats the default (Config.with_overrides).
+        result = train(Config(**settings).naming(overrides))
         wall = time.perf_counter() - tic
         rows = read_metrics(Path(result.run_dir) / "metrics.jsonl")
     logs = [
@@ -397,7 +399,7 @@ def main() -> None:
 
     label = args.label or (" ".join(args.set) if args.set else "defaults")
     print(f"torch {torch.__version__}, {args.threads} thread(s); {label}; seeds {args.seeds}", flush=True)
-    resolved = Config(**{"env": args.env, **overrides}).resolve_auto()
+    resolved = Config(**{"env": args.env, **overrides}).naming(overrides).resolve_auto()
     runs: list[dict[str, Any]] = []
     data: dict[str, Any] = {
         "label": label,

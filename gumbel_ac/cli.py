@@ -8,10 +8,11 @@ Unexpected exceptions keep their traceback (they are bugs, and the trace helps r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,6 +132,25 @@ def one_line_parse_errors() -> Iterator[None]:
         raise
     else:
         sys.stderr.write(captured.getvalue())
+
+
+def named_fields(argv: Sequence[str]) -> frozenset[str]:
+    """The Config fields a command line sets: ``--name value``, ``--name=value`` (dashes or
+    underscores) and tyro's ``--no-name`` for a boolean. The preset fills in only the others,
+    so ``--gamma 0.995`` on LunarLander-v3 keeps 0.995, the default, not the preset's 0.99."""
+    from gumbel_ac.config import Config
+
+    names = {f.name for f in dataclasses.fields(Config)}
+    found: set[str] = set()
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        key = token[2:].split("=", 1)[0].replace("-", "_")
+        if key in names:
+            found.add(key)
+        elif key.startswith("no_") and key[3:] in names:
+            found.add(key[3:])
+    return frozenset(found)
 
 
 def guarded(fn: Callable[[], T]) -> T | int:

@@ -118,6 +118,11 @@ def _matches(value: Any, hint: Any) -> bool:
     return True
 
 
+#: The attribute (not a dataclass field: not a flag, not saved) by which
+#: :meth:`Config.with_overrides` and the command line tell the preset which fields were named.
+_NAMED_ATTR = "_named_fields"
+
+
 def _expected_type(hint: Any) -> str:
     """What a field of type ``hint`` must be, for an error message ("of type int", "one of ...")."""
     if typing.get_origin(hint) is Literal:  # the choices, not the word "Literal"
@@ -141,10 +146,11 @@ class Config:
     our batched torch envs (``gumbel_ac/CartPole-v1``, ``gumbel_ac/DeepSea-v0``, ...)."""
     preset: str = "auto"
     """Per-env tuned hyperparameters (gumbel_ac/presets.py, RL-Zoo style): "auto" applies the
-    env's preset, if it has one, to every field left at its default (flags you set win; a flag
-    set to the default value counts as unset); "none" uses the plain defaults. The values
-    applied are printed at start and saved in config.json, where this field then names the
-    preset."""
+    env's preset, if it has one, to every field you did not set (a flag you give wins, even one
+    that repeats the default; from Python, Config.with_overrides tells the fields you named,
+    plain Config(...) can only see fields that differ from the default); "none" uses the plain
+    defaults. The values applied are printed at start and saved in config.json, where this
+    field then names the preset."""
     env_kwargs: str = ""
     """Keyword arguments for the env constructor, as a JSON object, e.g. '{"size": 20}' for
     gumbel_ac/DeepSea-v0 or '{"is_slippery": false}' for FrozenLake-v1. They also apply to
@@ -440,17 +446,40 @@ class Config:
             buffer_size = max(100_000, 64 * self.num_envs)
         return dataclasses.replace(config, batch_size=batch_size, buffer_size=buffer_size)
 
+    @classmethod
+    def with_overrides(cls, **fields: Any) -> Config:
+        """``Config(**fields)`` that remembers which fields were named, so the env's preset
+        (``preset="auto"``) fills in only the others -- a named field wins even when its value
+        is the default (``Config(env="LunarLander-v3", gamma=0.995)`` alone cannot tell that
+        gamma was asked for, and would take the preset's 0.99). The command line does the same
+        with the flags given."""
+        return cls(**fields).naming(fields)
+
+    def naming(self, names: Collection[str]) -> Config:
+        """A copy that remembers ``names`` as the fields the caller set (:meth:`with_overrides`)."""
+        unknown = set(names) - {f.name for f in dataclasses.fields(Config)}
+        if unknown:
+            raise ConfigError(f"unknown Config field(s): {', '.join(sorted(unknown))}")
+        config = dataclasses.replace(self)
+        object.__setattr__(config, _NAMED_ATTR, frozenset(names))
+        return config
+
     def _with_preset(self) -> Config:
         """With ``preset="auto"``: the env's preset (:mod:`gumbel_ac.presets`) applied to the
-        fields still at their defaults, and ``preset`` set to the entry's name (so a saved,
-        re-checked config is not changed again); otherwise unchanged."""
+        fields the caller did not name (:meth:`with_overrides`; without it, the fields still at
+        their defaults), and ``preset`` set to the entry's name (so a saved, re-checked config
+        is not changed again); otherwise unchanged."""
         if self.preset != "auto":
             return self
         values = preset_for(self.env)
         if not values:
             return dataclasses.replace(self, preset="none")
-        defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-        chosen = {k: v for k, v in values.items() if getattr(self, k) == defaults[k]}
+        named = getattr(self, _NAMED_ATTR, None)
+        if isinstance(named, frozenset):
+            chosen = {k: v for k, v in values.items() if k not in named}
+        else:
+            defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+            chosen = {k: v for k, v in values.items() if getattr(self, k) == defaults[k]}
         return dataclasses.replace(self, preset=self.env, **chosen)
 
     def validate(self) -> Config:

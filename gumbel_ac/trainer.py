@@ -437,9 +437,9 @@ class _Run:
             from gumbel_ac.presets import preset_for
 
             applied = {k: v for k, v in preset_for(config.preset).items() if getattr(config, k) == v}
+            values = ", ".join(f"{k}={v!r}" for k, v in applied.items()) or "nothing (you set every field it has)"
             self.notes.append(
-                f"preset {config.preset}: "
-                + ", ".join(f"{k}={v!r}" for k, v in applied.items())
+                f"preset {config.preset}: {values}"
                 + " (gumbel_ac/presets.py; flags you set win, --preset none for the plain defaults)"
             )
         if config.cuda_graphs and not self.graphed:

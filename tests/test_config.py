@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,33 @@ def test_presets_apply_by_env_id_and_flags_win() -> None:
     assert (again.preset, again.gamma) == ("gumbel_ac/Dials-v0", 0.9)
     with pytest.raises(ConfigError, match="preset must be"):
         Config(preset="tuned").validate()
+
+
+def test_a_named_field_beats_the_preset_even_at_its_default(tmp_path: Path) -> None:
+    # gamma=0.995 is the default: plain Config(...) cannot tell it was asked for and takes the
+    # preset's 0.99; with_overrides and the command line know the fields the caller named.
+    default_gamma = Config().gamma
+    assert Config(env="LunarLander-v3", gamma=default_gamma).validate().gamma == 0.99
+    named = Config.with_overrides(env="LunarLander-v3", gamma=default_gamma).validate()
+    assert (named.gamma, named.actor_lr, named.preset) == (default_gamma, 1e-3, "LunarLander-v3")
+    with pytest.raises(ConfigError, match="unknown Config field"):
+        Config().naming(["gama"])
+    from gumbel_ac.cli import named_fields
+
+    assert named_fields(["--env", "X", "--actor-lr=3", "--no-autotune-alpha", "--alpha_max", "None", "-h"]) == {
+        "env",
+        "actor_lr",
+        "autotune_alpha",
+        "alpha_max",
+    }
+    # train.py: --alpha-max None on CartPole (whose preset caps alpha at 0.1) keeps no cap.
+    import train
+
+    assert train.main(["--env", "CartPole-v1", "--alpha-max", "None", "--total-steps", "64", "--learning-starts",
+                       "32", "--batch-size", "16", "--eval-episodes", "1", "--final-eval-episodes", "1",
+                       "--runs-dir", str(tmp_path), "--run-name", "r"]) == 0  # fmt: skip
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (saved["alpha_max"], saved["preset"]) == (None, "CartPole-v1")
 
 
 def test_lunarlander_preset_sets_the_tuned_values_and_keeps_the_rest() -> None:
