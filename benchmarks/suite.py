@@ -71,6 +71,7 @@ asymptotic play). Time per task (``est_minutes``: all three methods, 5 seeds, on
 measured on the project's 2-core CPU while it was shared (load average 5-7; ours' 50k-step
 CartPole run took 40-125 s there against ~7 s on the quiet machine, README): CartPole-v1
 ~60 min (per seed: ours 1-3, PPO 1.5-4.5, DQN 7-9 min); MinAtar ~100 min per game,
+(measured later with two processes on the quiet machine: Freeway and Seaquest ~35 min each),
 extrapolated from 20k-step Breakout runs (per seed: ours 2, PPO 0.5, DQN 4-5 min at 20k; DQN's
 updates scale 15k -> 45k). SB3's DQN dominates: its cost is its gradient steps (CartPole 25k
 in 6.5-7.7 min here, ~17 ms each), and Acrobot-v1 and LunarLander-v3 make 100k, MountainCar-v0
@@ -165,8 +166,8 @@ def _minatar(game: str, level: float, max_episode_steps: int | None = None) -> T
 #: learned to stay there plays one episode forever, and no evaluation returns. The suite caps
 #: its episodes at 1000 steps, gymnax's ``max_steps_in_episode`` default for its MinAtar
 #: Seaquest (RobertTLange/gymnax, gymnax/environments/minatar/seaquest.py), for every method,
-#: in training and evaluation alike. At 50k env steps no agent here comes near an episode that
-#: long by playing well.
+#: in training, evaluation and the random score alike. At 50k env steps no run here scores
+#: above 1, so the limit ends idle episodes, not good ones.
 SEAQUEST_TIME_LIMIT = 1000
 
 
