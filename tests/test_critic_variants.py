@@ -81,6 +81,24 @@ def test_q_clip_loss_and_gradient_by_hand() -> None:
     assert torch.equal(grad[clip_wins], torch.zeros_like(grad[clip_wins]))
     assert torch.allclose(grad[~clip_wins], ((q - y) / 3)[~clip_wins], atol=1e-6)
 
+    # The same gradient through critic_loss itself (the online critic's Q output, captured):
+    # what the code back-propagates, not only what the formula says.
+    captured: list[torch.Tensor] = []
+    online_q = agent.critic.q
+
+    def q_keeping_grad(*args: object, **kwargs: object) -> torch.Tensor:
+        out = online_q(*args, **kwargs)  # type: ignore[arg-type]
+        out.retain_grad()
+        captured.append(out)
+        return out
+
+    agent.critic.q = q_keeping_grad  # type: ignore[method-assign]
+    code_loss, _ = critic_loss(agent, batch, y, q_clip=c)
+    code_loss.backward()
+    assert len(captured) == 1 and captured[0].grad is not None
+    assert torch.allclose(captured[0].grad, grad, atol=1e-6)
+    assert torch.equal(captured[0].grad[clip_wins], torch.zeros_like(grad[clip_wins]))
+
 
 def test_q_clip_large_enough_is_the_plain_loss() -> None:
     agent, batch = _agent(), _batch()
