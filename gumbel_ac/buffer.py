@@ -5,8 +5,15 @@ whose every row is a transition (``valid is None``), adding and sampling never r
 back from the device. Only Gymnasium NEXT_STEP envs, whose step after a done is not a
 transition, need a mask and hence one host sync per add (``nonzero``).
 
+With ``n_step > 1`` the ring stores n-step transitions (Sutton 1988; Rainbow, Hessel et al.
+2018, arXiv:1710.02298): :class:`NStepWriter` holds each env's last ``n - 1`` steps and writes a
+row ``(s_t, a_t, sum_{j<k} gamma^j r_{t+j}, s_{t+k}, terminated, gamma^k)`` once ``k = n`` steps
+have passed, or earlier (``k < n``) when the episode ends. The entropy bonuses of the ``k - 1``
+intermediate states are left out of the return (the policy that acted there is stale; SB3's
+``NStepReplayBuffer`` does the same): the bonus enters only at the bootstrap state.
+
 Shape legend: ``C`` capacity, ``N`` rows added at once, ``B`` batch, ``D`` observation
-features, ``H`` action heads.
+features, ``H`` action heads, ``K`` pending steps per env (``n_step``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,143 @@ from typing import Any
 import torch
 
 from gumbel_ac.losses import Batch
+
+#: The n-step writer's tensors in a checkpoint (``replay`` part), by state-dict key.
+_PENDING_KEYS = ("pending_obs", "pending_action", "pending_return", "pending_length", "pending_active")
+
+
+class NStepWriter:
+    """Per-env queues of the last ``n`` steps that turn one-step transitions into n-step rows.
+
+    The queues are ``[K, N]`` tensors indexed by ``step mod n`` (every env steps at once), so a
+    vector step is a handful of tensor ops: push the step's rows, add ``gamma^len * r`` to every
+    live entry of that env, emit the entries that reached ``n`` steps and all entries of envs
+    whose episode ended (terminated or truncated: ``next_obs`` is then the episode's final
+    observation, so a truncated row bootstraps from it). How many rows leave a step depends on
+    the episodes that ended, so emitting reads one count back from the device (a sync per step).
+
+    A row that is not a transition (``valid`` False: the reset step of a NEXT_STEP env) adds
+    nothing; a row with a non-finite value is dropped and discards that env's pending steps
+    (their returns would run through it).
+    """
+
+    def __init__(self, n: int, gamma: float, device: torch.device, obs_dtype: torch.dtype) -> None:
+        if n < 2:
+            raise ValueError(f"an n-step writer needs n >= 2, got {n}")
+        self.n, self.gamma, self.device, self.obs_dtype = int(n), float(gamma), device, obs_dtype
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty queues, sized at the next :meth:`push`."""
+        device = self.device
+        self.slot = 0
+        self.obs_KND = torch.zeros(0, dtype=self.obs_dtype, device=device)
+        self.action_KNH = torch.zeros(0, dtype=torch.long, device=device)
+        self.return_KN = torch.zeros(0, device=device)
+        self.length_KN = torch.zeros(0, dtype=torch.long, device=device)
+        self.active_KN = torch.zeros(0, dtype=torch.bool, device=device)
+
+    @property
+    def num_envs(self) -> int:
+        """Envs the queues were sized for (0 before the first :meth:`push`)."""
+        return int(self.active_KN.shape[1]) if self.active_KN.dim() == 2 else 0
+
+    def _allocate(self, n_envs: int, obs_dim: int, num_heads: int) -> None:
+        k, dev = self.n, self.device
+        self.obs_KND = torch.zeros(k, n_envs, obs_dim, dtype=self.obs_dtype, device=dev)
+        self.action_KNH = torch.zeros(k, n_envs, num_heads, dtype=torch.long, device=dev)
+        self.return_KN = torch.zeros(k, n_envs, device=dev)
+        self.length_KN = torch.zeros(k, n_envs, dtype=torch.long, device=dev)
+        self.active_KN = torch.zeros(k, n_envs, dtype=torch.bool, device=dev)
+
+    def push(
+        self,
+        obs_ND: torch.Tensor,
+        action_NH: torch.Tensor,
+        reward_N: torch.Tensor,
+        next_obs_ND: torch.Tensor,
+        terminated_N: torch.Tensor,
+        truncated_N: torch.Tensor | None,
+        live_N: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """Take one vector step (``live_N``: rows that are finite transitions); return the rows
+        it completes: ``(obs, action, return, next_obs, terminated, discount)``."""
+        n_envs = obs_ND.shape[0]
+        if self.num_envs == 0:
+            self._allocate(n_envs, obs_ND.shape[1], action_NH.reshape(n_envs, -1).shape[1])
+        elif n_envs != self.num_envs:
+            raise ValueError(f"an n-step replay takes one step of {self.num_envs} envs per add, got {n_envs} rows")
+        s = self.slot
+        # A non-live row ends its env's chain (a valid but non-finite one drops its pending steps).
+        self.active_KN &= live_N.unsqueeze(0)
+        self.obs_KND[s] = obs_ND
+        self.action_KNH[s] = action_NH.reshape(n_envs, -1)
+        self.return_KN[s] = 0.0
+        self.length_KN[s] = 0
+        self.active_KN[s] = live_N
+        factor_KN = torch.pow(torch.full_like(self.return_KN, self.gamma), self.length_KN.to(self.return_KN.dtype))
+        self.return_KN += torch.where(self.active_KN, factor_KN * reward_N.unsqueeze(0), 0.0)
+        self.length_KN += self.active_KN.long()
+        done_N = terminated_N if truncated_N is None else terminated_N | truncated_N
+        emit_KN = self.active_KN & ((self.length_KN >= self.n) | done_N.unsqueeze(0))
+        k_idx, e_idx = emit_KN.nonzero(as_tuple=True)  # host sync: the count varies with episode ends
+        self.active_KN &= ~emit_KN
+        self.slot = (s + 1) % self.n
+        discount = torch.pow(torch.full_like(self.return_KN[k_idx, e_idx], self.gamma), self.length_KN[k_idx, e_idx])
+        return (
+            self.obs_KND[k_idx, e_idx],
+            self.action_KNH[k_idx, e_idx],
+            self.return_KN[k_idx, e_idx],
+            next_obs_ND[e_idx],
+            terminated_N[e_idx],
+            discount,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The queues and the slot (tensors and an int: no pickle)."""
+        return {
+            "pending_obs": self.obs_KND,
+            "pending_action": self.action_KNH,
+            "pending_return": self.return_KN,
+            "pending_length": self.length_KN,
+            "pending_active": self.active_KN,
+            "pending_slot": self.slot,
+        }
+
+    def check_state_dict(self, state: dict[str, Any], obs_dim: int, num_heads: int) -> None:
+        """Raise ``ValueError`` unless ``state`` holds queues of this writer's ``n`` and dtypes."""
+        slot, active = state.get("pending_slot"), state.get("pending_active")
+        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < self.n:
+            raise ValueError(f"n-step replay state: pending_slot must be an int in [0, {self.n}), got {slot!r}")
+        if not isinstance(active, torch.Tensor) or active.dim() != 2 or active.shape[0] != self.n:
+            raise ValueError(f"n-step replay state: pending_active must be [{self.n}, envs] (n_step {self.n})")
+        e = active.shape[1]
+        want = {
+            "pending_obs": ((self.n, e, obs_dim), self.obs_dtype),
+            "pending_action": ((self.n, e, num_heads), torch.long),
+            "pending_return": ((self.n, e), torch.float32),
+            "pending_length": ((self.n, e), torch.long),
+            "pending_active": ((self.n, e), torch.bool),
+        }
+        if e == 0:  # saved before the first add: nothing pending
+            return
+        for key, (shape, dtype) in want.items():
+            got = state.get(key)
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape or got.dtype != dtype:
+                raise ValueError(f"n-step replay state: {key} must be {shape} {dtype}")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (checked by the buffer first)."""
+        self.slot = state["pending_slot"]
+        if state["pending_active"].shape[1] == 0:
+            self.reset()
+            self.slot = state["pending_slot"]
+            return
+        self.obs_KND = state["pending_obs"].to(self.device).clone()
+        self.action_KNH = state["pending_action"].to(self.device).clone()
+        self.return_KN = state["pending_return"].to(self.device).clone()
+        self.length_KN = state["pending_length"].to(self.device).clone()
+        self.active_KN = state["pending_active"].to(self.device).clone()
 
 
 class ReplayBuffer:
@@ -31,11 +175,20 @@ class ReplayBuffer:
         num_heads: int,
         device: torch.device | str,
         obs_dtype: torch.dtype = torch.float32,
+        n_step: int = 1,
+        gamma: float = 1.0,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
         self.capacity = int(capacity)
         self.device = torch.device(device)
+        #: Steps per stored return (1: plain one-step transitions) and the writer that builds them.
+        self.n_step = int(n_step)
+        self.nstep = NStepWriter(n_step, gamma, self.device, obs_dtype) if n_step > 1 else None
+        #: ``gamma ** k`` of each n-step row (allocated only when ``n_step > 1``).
+        self.discount_C = torch.ones(capacity if n_step > 1 else 0, device=self.device)
         # Observations in their own dtype: image rows are uint8 (one byte per pixel; the
         # agent's encoder converts them on the sampled batch only).
         self.obs_CD = torch.zeros(capacity, obs_dim, dtype=obs_dtype, device=self.device)
@@ -92,10 +245,20 @@ class ReplayBuffer:
         the unscreened add on the 2-core CPU (AVX512): ~66 vs ~9 µs for 16 rows, about 4% of a
         16-env training iteration -- paid for never training on a poisoned ring.
 
-        ``truncated_N`` is not needed here (the true next observation is stored, so a truncated
-        row bootstraps from it); :class:`SharedObsReplayBuffer` uses it.
+        ``truncated_N`` is not needed for one-step rows (the true next observation is stored, so
+        a truncated row bootstraps from it); the n-step writer ends an episode's returns there, and
+        :class:`SharedObsReplayBuffer` stores such rows as terminated.
+
+        With ``n_step > 1`` the step goes through :class:`NStepWriter` first; the rows it
+        completes are stored (a non-finite row is dropped, with its env's pending steps).
         """
         finite_N = self._finite_rows(obs_ND, next_obs_ND, reward_N)
+        if self.nstep is not None:
+            live_N = finite_N if valid_N is None else valid_N & finite_N
+            dropped = (~finite_N).sum() if valid_N is None else (valid_N & ~finite_N).sum()
+            rows = self.nstep.push(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N, truncated_N, live_N)
+            self._store(*rows)
+            return dropped
         if valid_N is not None:
             dropped = (valid_N & ~finite_N).sum()
             keep = (valid_N & finite_N).nonzero().squeeze(-1)  # host sync: the NEXT_STEP path only
@@ -135,8 +298,10 @@ class ReplayBuffer:
         reward_N: torch.Tensor,
         next_obs_ND: torch.Tensor,
         terminated_N: torch.Tensor,
+        discount_N: torch.Tensor | None = None,
     ) -> None:
-        """Write ``N`` rows at the ring's position (the newest ``capacity`` if more)."""
+        """Write ``N`` rows at the ring's position (the newest ``capacity`` if more);
+        ``discount_N``: the rows' bootstrap discounts (n-step rings only)."""
         n = obs_ND.shape[0]
         if n == 0:
             return
@@ -147,6 +312,8 @@ class ReplayBuffer:
                 reward_N[-self.capacity :],
             )
             next_obs_ND, terminated_N = next_obs_ND[-self.capacity :], terminated_N[-self.capacity :]
+            if discount_N is not None:
+                discount_N = discount_N[-self.capacity :]
             n = self.capacity
         end = self.pos + n
         if end <= self.capacity:
@@ -159,6 +326,10 @@ class ReplayBuffer:
         if self.stores_next_obs:
             self.next_obs_CD[rows] = next_obs_ND
         self.terminated_C[rows] = terminated_N
+        if self.n_step > 1:
+            if discount_N is None:
+                raise ValueError("an n-step replay stores each row's discount")
+            self.discount_C[rows] = discount_N
         self.pos = end % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -182,13 +353,17 @@ class ReplayBuffer:
             reward_B=self.reward_C[idx],
             next_obs_BD=self.next_obs_CD[idx],
             terminated_B=self.terminated_C[idx],
+            discount_B=self.discount_C[idx] if self.n_step > 1 else None,
         )
 
     def _columns(self) -> dict[str, torch.Tensor]:
         columns = {"obs": self.obs_CD, "next_obs": self.next_obs_CD}
         if not self.stores_next_obs:
             del columns["next_obs"]
-        return {**columns, "action": self.action_CH, "reward": self.reward_C, "terminated": self.terminated_C}
+        columns = {**columns, "action": self.action_CH, "reward": self.reward_C, "terminated": self.terminated_C}
+        if self.n_step > 1:
+            columns["discount"] = self.discount_C
+        return columns
 
     def state_dict(self) -> dict[str, Any]:
         """Rows for a checkpoint, at most :attr:`save_cap` (tensors and plain values only: no pickle), and how they
@@ -200,15 +375,19 @@ class ReplayBuffer:
         * ``newest``: the buffer holds more than ``cap`` rows; the newest ``cap``, oldest
           first (a resumed run then samples differently);
         * ``none``: ``cap == 0`` or an empty buffer; nothing is saved.
+
+        An n-step ring adds its writer's pending steps (``pending_*``) unless nothing is saved.
         """
         size, cap = self.size, self.save_cap
         if size == 0 or cap == 0:
             return {"mode": "none", "size": 0, "pos": 0}
+        pending = self.nstep.state_dict() if self.nstep is not None else {}
         if cap is None or size <= cap:
             rows = {k: t[:size] for k, t in self._columns().items()}
-            return {"mode": "exact", "size": size, "pos": self.pos, **rows}
+            return {"mode": "exact", "size": size, "pos": self.pos, **rows, **pending}
         order = (torch.arange(cap, device=self.device) + (self.pos - cap)) % self.capacity
-        return {"mode": "newest", "size": cap, "pos": 0, **{k: t[order] for k, t in self._columns().items()}}
+        newest = {k: t[order] for k, t in self._columns().items()}
+        return {"mode": "newest", "size": cap, "pos": 0, **newest, **pending}
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict` for this buffer."""
@@ -227,7 +406,14 @@ class ReplayBuffer:
                 f"replay state is invalid (mode={mode!r}, size={size!r}, pos={pos!r}, capacity {self.capacity})"
             )
         columns = self._columns() if mode != "none" else {}
-        extra = sorted(set(state) - {"mode", "size", "pos"} - set(columns))
+        pending_keys: set[str] = set()
+        if self.nstep is not None and mode != "none":
+            pending_keys = {*_PENDING_KEYS, "pending_slot"}
+            missing = sorted(pending_keys - set(state))
+            if missing:
+                raise ValueError(f"n-step replay state lacks {missing} (saved by a one-step run? use the same n_step)")
+            self.nstep.check_state_dict(state, self.obs_CD.shape[1], self.action_CH.shape[1])
+        extra = sorted(set(state) - {"mode", "size", "pos"} - set(columns) - pending_keys)
         if extra:
             raise ValueError(f"replay state has unexpected entries {extra[:5]}")
         for key, like in columns.items():
@@ -243,6 +429,10 @@ class ReplayBuffer:
         """Restore :meth:`state_dict` output (checked first; the buffer is emptied before)."""
         self.check_state_dict(state)
         self.pos, self.size = 0, 0
+        if self.nstep is not None:
+            self.nstep.reset()
+            if state["mode"] != "none":
+                self.nstep.load_state_dict(state)
         if state["mode"] == "exact":
             size = state["size"]
             for key, column in self._columns().items():
@@ -250,7 +440,7 @@ class ReplayBuffer:
             self.pos, self.size = state["pos"], size
         elif state["mode"] == "newest":
             c = {k: state[k].to(self.device) for k in self._columns()}
-            self._store(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"])
+            self._store(c["obs"], c["action"], c["reward"], c["next_obs"], c["terminated"], c.get("discount"))
 
 
 class SharedObsReplayBuffer(ReplayBuffer):
@@ -280,7 +470,14 @@ class SharedObsReplayBuffer(ReplayBuffer):
         num_heads: int,
         device: torch.device | str,
         obs_dtype: torch.dtype = torch.uint8,
+        n_step: int = 1,
+        gamma: float = 1.0,
     ) -> None:
+        if n_step != 1:
+            raise ValueError(
+                "n-step returns need the plain replay; the shared-observation ring (image observations) "
+                "stores one-step rows only: use n_step=1"
+            )
         super().__init__(capacity, obs_dim, num_heads, device, obs_dtype)
         #: Rows per add (the number of envs), fixed by the first add.
         self.rows_per_add = 0
@@ -332,9 +529,10 @@ class SharedObsReplayBuffer(ReplayBuffer):
         reward_N: torch.Tensor,
         next_obs_ND: torch.Tensor,
         terminated_N: torch.Tensor,
+        discount_N: torch.Tensor | None = None,
     ) -> None:
         start = self.pos
-        super()._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N)
+        super()._store(obs_ND, action_NH, reward_N, next_obs_ND, terminated_N, discount_N)
         self._set_last_start(start)
         self.tail_ND.copy_(next_obs_ND)
 

@@ -48,6 +48,9 @@ MAX_HIDDEN_WIDTH = 2**16
 MAX_RAO_SAMPLES = 10_000
 #: Episodes of one evaluation: each is one env of the batched eval env.
 MAX_EVAL_EPISODES = 100_000
+#: Steps per n-step return: the writer keeps n steps of every env (Rainbow uses 3; beyond ~20
+#: the return is a Monte-Carlo one in all but name).
+MAX_N_STEP = 1000
 #: Learning rates: Adam's step is about lr per parameter; above 10 training diverges at once.
 MAX_LR = 10.0
 #: torch threads: a fixed cap rather than one tied to this machine's cores, so a config saved
@@ -223,6 +226,14 @@ class Config:
     count_bins: int = 16
     """Grid cells per observation dimension of the count bonus (the cells span the
     observation space's bounds)."""
+    n_step: int = 1
+    """Steps of reward per critic target (n-step returns; Rainbow, Hessel et al. 2018): the
+    target is ``sum_{j<n} gamma^j r_{t+j} + gamma^n V(s_{t+n})``, cut short where the episode
+    ends. n > 1 carries a failure back n steps per backup instead of one, at the price of a
+    bias from the stale actions in between (no off-policy correction, as SB3's
+    NStepReplayBuffer). 1 is the plain one-step target. Not with image observations (their
+    shared-observation replay holds one-step rows) or the count bonus (added per step at
+    sampling time)."""
     updates_per_step: int = 1
     """Gradient steps per vector step (one step of all num_envs envs). The replay ratio is
     updates_per_step * batch_size / num_envs: replayed samples per collected transition."""
@@ -615,6 +626,12 @@ class Config:
         _need(
             2 <= self.count_bins <= MAX_COUNT_BINS,
             f"count_bins must be in [2, {MAX_COUNT_BINS}], got {self.count_bins}",
+        )
+        _need(1 <= self.n_step <= MAX_N_STEP, f"n_step must be in [1, {MAX_N_STEP}], got {self.n_step}")
+        _need(
+            self.n_step == 1 or self.count_bonus == 0,
+            "n_step > 1 does not combine with the count bonus (a one-step bonus added at sampling time): "
+            "set --n-step 1 or --count-bonus 0",
         )
 
     def _check_learning_values(self) -> None:

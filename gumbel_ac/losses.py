@@ -54,6 +54,10 @@ class Batch:
     reward_B: torch.Tensor
     next_obs_BD: torch.Tensor
     terminated_B: torch.Tensor
+    #: The bootstrap's discount per row, ``gamma ** k`` for a ``k``-step return (an n-step
+    #: replay, :class:`gumbel_ac.buffer.ReplayBuffer` with ``n_step > 1``, or SB3's
+    #: ``NStepReplayBuffer``); ``None``: one-step rows, the discount is ``gamma``.
+    discount_B: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ def critic_target(
 
     ``samples=None`` enumerates every joint action (exact; for small action sets);
     ``samples=N`` averages ``N`` sampled next actions (:func:`sampled_state_value`).
+    An n-step row (``batch.discount_B`` set) holds the discounted sum of its ``k`` rewards and
+    the state ``k`` steps on; its bootstrap is discounted by ``gamma ** k`` (``discount_B``).
     ``gamma == 0`` (independent rounds, e.g. a contextual bandit): the next state's value is
     multiplied by zero, so it is not computed -- no target-critic pass, no next-action draws
     from ``generator`` -- and ``y`` is the reward (a copy), as ``r + 0 * V`` is for finite ``V``.
@@ -157,7 +163,8 @@ def critic_target(
         else:
             v_next_B = sampled_state_value(agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator, reduce)
         not_done = 1.0 - batch.terminated_B.to(v_next_B.dtype)
-        return batch.reward_B + gamma * not_done * v_next_B
+        discount: float | torch.Tensor = gamma if batch.discount_B is None else batch.discount_B
+        return batch.reward_B + discount * not_done * v_next_B
 
 
 def critic_loss(

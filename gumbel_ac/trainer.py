@@ -324,7 +324,20 @@ class _Run:
         # Image observations are stored once (the next one is the same env's next row): half the
         # memory of a frame replay. Our torch envs and Gymnasium's SyncVectorEnv step SAME_STEP.
         buffer_cls = SharedObsReplayBuffer if self.env.encode.kind == "image" else ReplayBuffer
-        self.buffer = buffer_cls(config.buffer_size, obs_dim, action_spec.num_heads, device, self.env.encode.dtype)
+        if buffer_cls is SharedObsReplayBuffer and config.n_step > 1:
+            raise ConfigError(
+                f"n_step={config.n_step} on {config.env}: image observations use the shared-observation "
+                "replay, which holds one-step rows; use --n-step 1"
+            )
+        self.buffer = buffer_cls(
+            config.buffer_size,
+            obs_dim,
+            action_spec.num_heads,
+            device,
+            self.env.encode.dtype,
+            n_step=config.n_step,
+            gamma=config.gamma,
+        )
         self.buffer.save_cap = config.replay_save_cap if config.save_replay else 0
         self.bonus = self._make_bonus()
         self.state = LoopState.fresh(self.env.reset(seed=self.seed), self.seed, device)

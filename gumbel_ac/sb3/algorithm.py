@@ -89,6 +89,8 @@ class GumbelAC(OffPolicyAlgorithm):
         gamma: discount factor.
         train_freq: collect this many vector steps (or ``(n, "episode")``) between trainings.
         gradient_steps: gradient steps per training (-1: as many as env steps collected).
+        n_steps: n-step returns through SB3's ``NStepReplayBuffer`` (our ``n_step``; 1: one-step
+            targets); its per-row ``discounts`` become the target's bootstrap discount.
         alpha: entropy coefficient (initial value if ``autotune_alpha``); 0 disables it.
         autotune_alpha: tune alpha toward ``target_entropy_ratio * sum_h log(A_h)``.
         alpha_max, alpha_min: bounds on the tuned alpha (``None``: none), as
@@ -135,6 +137,7 @@ class GumbelAC(OffPolicyAlgorithm):
         gamma: float = 0.995,
         train_freq: int | tuple[int, str] = 1,
         gradient_steps: int = 1,
+        n_steps: int = 1,
         alpha: float = 0.05,
         autotune_alpha: bool = True,
         alpha_max: float | None = Config.alpha_max,
@@ -173,6 +176,7 @@ class GumbelAC(OffPolicyAlgorithm):
             gamma=gamma,
             train_freq=train_freq,
             gradient_steps=gradient_steps,
+            n_steps=n_steps,
             action_noise=None,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
@@ -253,6 +257,8 @@ class GumbelAC(OffPolicyAlgorithm):
             target_q_reduce=str(getattr(self, "target_q_reduce", "min")),
             q_clip=_optional_float(getattr(self, "q_clip", None)),
             target_entropy_ratio=float(self.target_entropy_ratio),
+            # getattr: models saved before SB3 had n-step returns used one-step ones.
+            n_step=int(getattr(self, "n_steps", 1)),
             gumbel_temperature=float(self.gumbel_temperature),
             gumbel_temperature_final=(
                 None if self.gumbel_temperature_final is None else float(self.gumbel_temperature_final)
@@ -272,8 +278,6 @@ class GumbelAC(OffPolicyAlgorithm):
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
-        if self.n_steps != 1:
-            raise ValueError("GumbelAC uses one-step expected-SARSA targets; n_steps must be 1")
         self._config = self.to_config()
         self._lr_schedules: dict[str, Callable[[float], float]] = {
             "actor": FloatSchedule(self.actor_lr),
@@ -365,8 +369,6 @@ class GumbelAC(OffPolicyAlgorithm):
         learner.reset_window()
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            if data.discounts is not None:
-                raise ValueError("GumbelAC does not support n-step replay buffers (one-step targets)")
             n = data.rewards.shape[0]
             batch = Batch(
                 obs_BD=policy.preprocess(data.observations),
@@ -376,6 +378,8 @@ class GumbelAC(OffPolicyAlgorithm):
                 # SB3's buffer already folds "TimeLimit.truncated" out of `dones`: truncated
                 # transitions bootstrap, terminated ones do not (as the native trainer).
                 terminated_B=data.dones.reshape(n) > 0.5,
+                # SB3's NStepReplayBuffer (``n_steps > 1``): gamma ** k of each k-step row.
+                discount_B=None if data.discounts is None else data.discounts.reshape(n).float(),
             )
             # generator=None: torch's global RNG, seeded by SB3's set_random_seed.
             stats_sum += learner.step(batch, temperature=temperature, generator=None).as_tensor()

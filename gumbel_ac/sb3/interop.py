@@ -145,6 +145,7 @@ def from_checkpoint(
         target_update_anneal_steps=cfg.target_update_anneal_steps,
         gamma=cfg.gamma,
         gradient_steps=cfg.updates_per_step,
+        n_steps=cfg.n_step,
         alpha=cfg.alpha,
         autotune_alpha=cfg.autotune_alpha,
         alpha_max=cfg.alpha_max,
