@@ -40,9 +40,12 @@ class CriticObjective:
         *,
         enumerable: bool = True,
         features: torch.Tensor | None = None,
+        reduce: str = "min",
     ) -> None:
         self.critic, self.obs_BD, self.spec = critic, obs_BD, spec
         self.enumerable = enumerable
+        #: How the critics combine: their minimum, or (``"mean"``, REDQ's actor) their average.
+        self.reduce = reduce
         self._feat_BF = features
 
     @property
@@ -52,14 +55,17 @@ class CriticObjective:
             self._feat_BF = self.critic.encode(self.obs_BD, detach=True)
         return self._feat_BF
 
+    def _reduce(self, q_EX: torch.Tensor) -> torch.Tensor:
+        return q_EX.mean(dim=0) if self.reduce == "mean" else q_EX.amin(dim=0)
+
     def at(self, action_BK: torch.Tensor) -> torch.Tensor:
-        return self.critic.q(self.features, action_BK, detach_params=True).amin(dim=0)
+        return self._reduce(self.critic.q(self.features, action_BK, detach_params=True))
 
     def all(self) -> torch.Tensor:
         if not self.enumerable:
             raise ValueError(f"the {self.spec.num_joint} joint actions are not enumerated (above the limit)")
         onehot_JK = self.spec.joint_onehot_on(self.obs_BD.device)
-        return self.critic.q_all(self.features, onehot_JK, detach_params=True).amin(dim=0)
+        return self._reduce(self.critic.q_all(self.features, onehot_JK, detach_params=True))
 
 
 class Agent(nn.Module):
@@ -80,6 +86,8 @@ class Agent(nn.Module):
             (:class:`~gumbel_ac.encoders.DetachedEncoder`); no effect with the "mlp" encoder.
         critic_layer_norm: layer norm before every hidden ReLU of the critics
             (:class:`~gumbel_ac.networks.TwinCritic`).
+        num_critics: critics in the ensemble (2: clipped double Q; more: SB3's ``n_critics``,
+            REDQ's ``N``).
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class Agent(nn.Module):
         pixel_scale: float = 1.0,
         share_encoder: bool = False,
         critic_layer_norm: bool = False,
+        num_critics: int = 2,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -112,6 +121,7 @@ class Agent(nn.Module):
                 hidden_sizes,
                 make_encoder(encoder, obs_dim, self.image_shape, pixel_scale),
                 layer_norm=self.critic_layer_norm,
+                num_critics=num_critics,
             )
 
         # Initialisation order is part of a seed's result: the actor's weights are drawn first,
@@ -141,11 +151,17 @@ class Agent(nn.Module):
         return self.actor(obs_BD)
 
     def q_objective(
-        self, obs_BD: torch.Tensor, *, enumerable: bool = True, features: torch.Tensor | None = None
+        self,
+        obs_BD: torch.Tensor,
+        *,
+        enumerable: bool = True,
+        features: torch.Tensor | None = None,
+        reduce: str = "min",
     ) -> CriticObjective:
-        """The estimators' objective ``min_i Q_i(s, .)`` at ``obs`` (``features``: the critic
-        encoder's detached features of ``obs`` when the caller has them)."""
-        return CriticObjective(self.critic, obs_BD, self.spec, enumerable=enumerable, features=features)
+        """The estimators' objective ``min_i Q_i(s, .)`` (``reduce="mean"``: ``mean_i``) at
+        ``obs`` (``features``: the critic encoder's detached features of ``obs`` when the caller
+        has them)."""
+        return CriticObjective(self.critic, obs_BD, self.spec, enumerable=enumerable, features=features, reduce=reduce)
 
     @torch.no_grad()
     def act(
@@ -209,6 +225,7 @@ def make_agent(
     pixel_scale: float = 1.0,
     share_encoder: bool = False,
     critic_layer_norm: bool = False,
+    num_critics: int = 2,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -222,4 +239,5 @@ def make_agent(
         pixel_scale=pixel_scale,
         share_encoder=share_encoder,
         critic_layer_norm=critic_layer_norm,
+        num_critics=num_critics,
     )

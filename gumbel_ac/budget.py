@@ -38,9 +38,9 @@ ENV_BYTES_PER_ENV = 4096
 ENV_OBS_COPIES = 8
 #: Float32 copies training keeps of each actor parameter: weights, grad, 2 Adam moments.
 ACTOR_COPIES = 4
-#: ... and of each parameter of ONE critic: two critics (the twin), each with weights, grad,
-#: 2 Adam moments and the Polyak target.
-CRITIC_COPIES = 2 * 5
+#: ... and of each parameter of ONE critic of the ensemble (``n_critics``, two by default): its
+#: weights, grad, 2 Adam moments and the Polyak target.
+CRITIC_COPIES = 5
 #: Float32 activations kept per batch row and hidden unit for the backward pass (actor, twin
 #: critics on the batch and on the next batch, their gradients).
 ACTIVATION_COPIES = 12
@@ -88,8 +88,9 @@ def _mlp_params(n_in: int, hidden_sizes: Sequence[int], n_out: int) -> int:
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-def network_bytes(obs_dim: int, action_nvec: Sequence[int], hidden_sizes: Sequence[int]) -> int:
-    """Bytes of the networks and their training state (float32; see :data:`ACTOR_COPIES`).
+def network_bytes(obs_dim: int, action_nvec: Sequence[int], hidden_sizes: Sequence[int], n_critics: int = 2) -> int:
+    """Bytes of the networks and their training state (float32; see :data:`ACTOR_COPIES`),
+    with ``n_critics`` critics.
 
     The actor maps ``obs_dim`` to ``sum(action_nvec)`` logits; a critic maps the observation and
     the one-hot action (``obs_dim + sum(action_nvec)``) to one value (gumbel_ac/networks.py).
@@ -97,7 +98,7 @@ def network_bytes(obs_dim: int, action_nvec: Sequence[int], hidden_sizes: Sequen
     k = int(sum(action_nvec))
     actor = _mlp_params(obs_dim, hidden_sizes, k)
     critic = _mlp_params(obs_dim + k, hidden_sizes, 1)
-    return 4 * (ACTOR_COPIES * actor + CRITIC_COPIES * critic)
+    return 4 * (ACTOR_COPIES * actor + n_critics * CRITIC_COPIES * critic)
 
 
 def env_bytes(num_envs: int, obs_dim: int) -> int:
@@ -134,8 +135,8 @@ def estimate(
     if config.estimator == "gumbel-rao":  # rao_samples Gumbel draws per action per row (x2: noise + soft sample)
         update += config.batch_size * k * config.rao_samples * 4 * 2
     return Estimate(
-        networks=network_bytes(features, action_nvec, config.hidden_sizes)
-        + 4 * (ACTOR_COPIES + CRITIC_COPIES // 2) * enc_params,
+        networks=network_bytes(features, action_nvec, config.hidden_sizes, config.n_critics)
+        + 4 * (ACTOR_COPIES + CRITIC_COPIES) * enc_params,
         # Image rows are stored once (the trainer's SharedObsReplayBuffer).
         replay=config.buffer_size
         * replay_row_bytes(obs_dim, len(action_nvec), obs_itemsize, obs_copies=1 if encoder[1] is not None else 2),

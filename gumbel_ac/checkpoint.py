@@ -483,6 +483,7 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         pixel_scale=meta["encoder"]["pixel_scale"],
         share_encoder=meta["encoder"]["shared"],
         critic_layer_norm=config.critic_layer_norm,
+        num_critics=config.n_critics,
     )
 
 

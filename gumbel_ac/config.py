@@ -48,6 +48,8 @@ MAX_HIDDEN_WIDTH = 2**16
 MAX_RAO_SAMPLES = 10_000
 #: Episodes of one evaluation: each is one env of the batched eval env.
 MAX_EVAL_EPISODES = 100_000
+#: Critics of an ensemble (REDQ uses 10; each is a stacked MLP, so memory grows linearly).
+MAX_N_CRITICS = 256
 #: Steps per n-step return: the writer keeps n steps of every env (Rainbow uses 3; beyond ~20
 #: the return is a Monte-Carlo one in all but name).
 MAX_N_STEP = 1000
@@ -285,6 +287,16 @@ class Config:
     (docs/results.md, "Staying solved"): 0.01 alone made late collapses more frequent, not less;
     with slow late targets it was level with them alone, so it is not part of the defaults.
     Must be > 0 and at most alpha (the initial value; so also at most alpha_max)."""
+    n_critics: int = 2
+    """Critics in the ensemble (SB3's n_critics): 2 is clipped double Q (Fujimoto et al. 2018);
+    more make the target's minimum more pessimistic, or, with target_critics, form REDQ's
+    ensemble (Chen et al. 2021, arXiv:2101.05982, N = 10). Each critic costs one more MLP pass
+    per update (stacked: one batched matmul per layer)."""
+    target_critics: int | None = None
+    """REDQ's in-target minimisation set: the critic target takes its minimum over this many
+    critics drawn at random from the n_critics for each update, and the actor maximises the
+    mean of all of them (Chen et al. 2021, Alg. 1; they use 2 of 10). None: the minimum over
+    all critics, and the actor's objective is their minimum (SAC, SB3)."""
     target_q_reduce: Literal["min", "mean"] = "min"
     """How the critic target combines the two target critics: "min" (clipped double Q,
     Fujimoto et al. 2018) or "mean" (the double average Q of Zhou et al. 2022,
@@ -626,6 +638,11 @@ class Config:
         _need(
             2 <= self.count_bins <= MAX_COUNT_BINS,
             f"count_bins must be in [2, {MAX_COUNT_BINS}], got {self.count_bins}",
+        )
+        _need(1 <= self.n_critics <= MAX_N_CRITICS, f"n_critics must be in [1, {MAX_N_CRITICS}], got {self.n_critics}")
+        _need(
+            self.target_critics is None or 1 <= self.target_critics <= self.n_critics,
+            f"target_critics must be in [1, n_critics={self.n_critics}] or None (all), got {self.target_critics}",
         )
         _need(1 <= self.n_step <= MAX_N_STEP, f"n_step must be in [1, {MAX_N_STEP}], got {self.n_step}")
         _need(

@@ -101,8 +101,15 @@ class Learner:
         alpha_min: float | None = None,
         target_q_reduce: str = "min",
         q_clip: float | None = None,
+        target_critics: int | None = None,
     ) -> None:
         self.agent = agent
+        #: REDQ's in-target subset of the critic ensemble (``Config.target_critics``; None: all).
+        self.target_critics: int | None = None if target_critics is None else int(target_critics)
+        if self.target_critics is not None and not 1 <= self.target_critics <= agent.critic.num_critics:
+            raise ValueError(
+                f"target_critics={self.target_critics} must be in [1, {agent.critic.num_critics}] (the critics)"
+            )
         #: How the critic target combines the two target critics, and the critic loss's
         #: Q-clip (:mod:`gumbel_ac.losses`; ``Config.target_q_reduce``, ``Config.q_clip``).
         self.target_q_reduce = str(target_q_reduce)
@@ -170,6 +177,7 @@ class Learner:
             alpha_min=config.alpha_min,
             target_q_reduce=config.target_q_reduce,
             q_clip=config.q_clip,
+            target_critics=config.target_critics,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -306,6 +314,7 @@ class Learner:
             generator=generator,
             target_reduce=self.target_q_reduce,
             q_clip=self.q_clip,
+            target_critics=self.target_critics,
         )
         total.backward()
         # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient

@@ -10,7 +10,10 @@ Christodoulou 2019, arXiv:1910.07207):
     y = r + gamma * (1 - terminated) * sum_a' pi(a'|s') [min_i Q'_i(s', a') - alpha log pi(a'|s')]
 
 Truncated transitions bootstrap (``terminated`` is False there); terminated ones do not.
-``target_reduce="mean"`` averages the two target critics instead of taking their minimum, and
+With ``n_critics`` critics (an ensemble; two by default) the minimum runs over all of them, or,
+``target_critics=M``, over ``M`` drawn at random per update, the actor then maximising the
+ensemble's mean (REDQ, Chen et al. 2021, arXiv:2101.05982).
+``target_reduce="mean"`` averages the target critics instead of taking their minimum, and
 ``q_clip=c`` bounds each critic's step away from its target network: the loss per sample is
 ``max((Q - y)^2, (Q' + clip(Q - Q', -c, c) - y)^2)`` with ``Q'`` the target critic at the same
 ``(s, a)`` -- the "double average Q-learning with Q-clip" of Zhou et al. 2022
@@ -96,10 +99,22 @@ def soft_state_value(agent: Agent, logits_BK: torch.Tensor, q_BJ: torch.Tensor, 
     return (probs_BJ * inner).sum(-1)
 
 
-def reduce_critics(q_2X: torch.Tensor, how: str) -> torch.Tensor:
+def reduce_critics(q_EX: torch.Tensor, how: str, members: torch.Tensor | None = None) -> torch.Tensor:
     """The target critics combined: their minimum (clipped double Q, Fujimoto et al. 2018) or,
-    ``how="mean"``, their average (Zhou et al. 2022)."""
-    return q_2X.mean(dim=0) if how == "mean" else q_2X.amin(dim=0)
+    ``how="mean"``, their average (Zhou et al. 2022); over the ensemble members ``members``
+    only when given (REDQ's random subset, :func:`draw_target_critics`)."""
+    if members is not None:
+        q_EX = q_EX.index_select(0, members)
+    return q_EX.mean(dim=0) if how == "mean" else q_EX.amin(dim=0)
+
+
+def draw_target_critics(
+    num_critics: int, subset: int, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``subset`` distinct member indices of a ``num_critics`` ensemble, uniformly at random:
+    the in-target minimisation set of REDQ (Chen et al. 2021, arXiv:2101.05982, Alg. 1), drawn
+    anew for every update (``argsort`` of uniforms, not ``randperm``: capturable in a CUDA graph)."""
+    return torch.rand(num_critics, device=device, generator=generator).argsort()[:subset]
 
 
 def sampled_state_value(
@@ -110,6 +125,7 @@ def sampled_state_value(
     samples: int,
     generator: torch.Generator | None,
     reduce: str = "min",
+    members: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``V(s)`` estimated from ``samples`` draws ``a_j ~ pi(.|s)``: ``[B]``, no enumeration.
 
@@ -125,7 +141,7 @@ def sampled_state_value(
     index_NBH = spec.mode(logits_NBK + noise)
     feat_BF = agent.critic_target.encode(obs_BD)  # once, not once per sample
     feat_NBF = feat_BF.expand(samples, -1, -1).reshape(-1, feat_BF.shape[-1])
-    q_NB = reduce_critics(agent.critic_target.q(feat_NBF, spec.onehot(index_NBH, dtype=feat_BF.dtype)), reduce)
+    q_NB = reduce_critics(agent.critic_target.q(feat_NBF, spec.onehot(index_NBH, dtype=feat_BF.dtype)), reduce, members)
     logp_NB = spec.log_prob(logits_NBK, index_NBH)
     return (q_NB - alpha * logp_NB).reshape(samples, -1).mean(dim=0)
 
@@ -140,10 +156,12 @@ def critic_target(
     samples: int | None = None,
     generator: torch.Generator | None = None,
     reduce: str = "min",
+    target_critics: int | None = None,
 ) -> torch.Tensor:
     """The expected-SARSA soft target ``y`` ``[B]`` (no gradient).
 
-    ``reduce``: how the two target critics combine (:func:`reduce_critics`).
+    ``reduce``: how the target critics combine (:func:`reduce_critics`); ``target_critics=M``:
+    over ``M`` members drawn at random from the ensemble for this update (REDQ), else over all.
 
     ``samples=None`` enumerates every joint action (exact; for small action sets);
     ``samples=N`` averages ``N`` sampled next actions (:func:`sampled_state_value`).
@@ -156,12 +174,18 @@ def critic_target(
     if gamma == 0.0:
         return batch.reward_B.detach().clone()
     with torch.no_grad():
+        members = None
+        if target_critics is not None:
+            num = agent.critic_target.num_critics
+            members = draw_target_critics(num, target_critics, batch.next_obs_BD.device, generator)
         if samples is None:
             onehot_JK = agent.spec.joint_onehot_on(batch.next_obs_BD.device)
-            q_next_BJ = reduce_critics(agent.critic_target.all_actions(batch.next_obs_BD, onehot_JK), reduce)
-            v_next_B = soft_state_value(agent, next_logits_BK, q_next_BJ, alpha)
+            q_next_EBJ = agent.critic_target.all_actions(batch.next_obs_BD, onehot_JK)
+            v_next_B = soft_state_value(agent, next_logits_BK, reduce_critics(q_next_EBJ, reduce, members), alpha)
         else:
-            v_next_B = sampled_state_value(agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator, reduce)
+            v_next_B = sampled_state_value(
+                agent, next_logits_BK, batch.next_obs_BD, alpha, samples, generator, reduce, members
+            )
         not_done = 1.0 - batch.terminated_B.to(v_next_B.dtype)
         discount: float | torch.Tensor = gamma if batch.discount_B is None else batch.discount_B
         return batch.reward_B + discount * not_done * v_next_B
@@ -208,11 +232,14 @@ def actor_loss(
     generator: torch.Generator | None,
     enumerable: bool = True,
     features: torch.Tensor | None = None,
+    critic_reduce: str = "min",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``-mean(surrogate + alpha * H)`` and the mean entropy (detached). The entropy is the
     sum of the heads' entropies (analytic for a factorised policy: no enumeration).
-    ``features``: the critic encoder's detached features of ``obs`` when the caller has them."""
-    objective = agent.q_objective(obs_BD, enumerable=enumerable, features=features)
+    ``features``: the critic encoder's detached features of ``obs`` when the caller has them.
+    ``critic_reduce``: the objective is the critics' minimum, or (``"mean"``, REDQ's actor)
+    their average."""
+    objective = agent.q_objective(obs_BD, enumerable=enumerable, features=features, reduce=critic_reduce)
     out = estimator(logits_BK, objective, agent.spec, tau=tau, generator=generator)
     entropy_B = agent.spec.entropy(logits_BK)
     loss = -(out.surrogate_B + alpha * entropy_B).mean()
@@ -236,12 +263,14 @@ def compute_losses(
     target_samples: int | None = None,
     target_reduce: str = "min",
     q_clip: float | None = None,
+    target_critics: int | None = None,
 ) -> tuple[torch.Tensor, UpdateStats]:
     """The step's total loss (critic + actor [+ alpha]) and its statistics.
 
-    ``target_reduce`` and ``q_clip``: the critic target's combination of the two target
-    critics and the Q-clip of the critic loss (module docstring; defaults: clipped double Q,
-    no clip).
+    ``target_reduce`` and ``q_clip``: the critic target's combination of the target critics
+    and the Q-clip of the critic loss (module docstring; defaults: clipped double Q, no clip).
+    ``target_critics=M`` (REDQ): the target combines ``M`` critics drawn from the ensemble per
+    update and the actor's objective is the mean of all (Chen et al. 2021, Alg. 1).
 
     ``target_samples=None``: the joint action set is small, and the critic target and the
     estimators enumerate it (exact). ``target_samples=N``: nothing enumerates -- the target
@@ -261,7 +290,15 @@ def compute_losses(
     logits_BK, next_logits_BK = both_logits[:batch_size], both_logits[batch_size:].detach()
 
     target_B = critic_target(
-        agent, next_logits_BK, batch, gamma, alpha, samples=target_samples, generator=generator, reduce=target_reduce
+        agent,
+        next_logits_BK,
+        batch,
+        gamma,
+        alpha,
+        samples=target_samples,
+        generator=generator,
+        reduce=target_reduce,
+        target_critics=target_critics,
     )
     # The critic encodes the states once: with its graph for the critic loss, detached for the
     # actor's objective (a convolutional encoder is most of an update's cost on images).
@@ -277,6 +314,7 @@ def compute_losses(
         generator=generator,
         enumerable=target_samples is None,
         features=feat_BF.detach(),
+        critic_reduce="min" if target_critics is None else "mean",
     )
     total = c_loss + a_loss
     if autotune_alpha:

@@ -66,9 +66,11 @@ class Actor(nn.Module):
 
 
 class TwinCritic(nn.Module):
-    """Two Q-networks ``Q_i(s, a)`` with stacked weights; ``a`` a (relaxed) concatenated one-hot.
+    """``num_critics`` Q-networks ``Q_i(s, a)`` with stacked weights (two, the twin of clipped
+    double Q, by default; more for an ensemble, SB3's ``n_critics``, REDQ's ``N``); ``a`` a
+    (relaxed) concatenated one-hot.
 
-    Parameters are ``[2, in, out]`` weights and ``[2, 1, out]`` biases, applied with
+    Parameters are ``[E, in, out]`` weights and ``[E, 1, out]`` biases (``E = num_critics``), applied with
     ``torch.baddbmm``. ``detach_params=True`` evaluates with detached weights: the actor loss
     then sends gradient into the action (and the actor) but never into the critic, so actor
     and critic losses can share one backward pass. ``encoder`` (shared by the twins) maps the
@@ -83,27 +85,31 @@ class TwinCritic(nn.Module):
         hidden_sizes: Sequence[int],
         encoder: nn.Module | None = None,
         layer_norm: bool = False,
+        num_critics: int = 2,
     ) -> None:
         super().__init__()
         if not hidden_sizes:
             raise ValueError("the critic needs at least one hidden layer")
+        if num_critics < 1:
+            raise ValueError(f"the critic ensemble needs at least one member, got {num_critics}")
+        e = self.num_critics = int(num_critics)
         widths = list(hidden_sizes)
         self.encoder = encoder if encoder is not None else FlatEncoder(obs_dim)
         obs_dim = out_dim(self.encoder)  # the MLPs see the encoder's features
         self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.w_obs = nn.Parameter(torch.empty(2, obs_dim, widths[0]))
-        self.w_act = nn.Parameter(torch.zeros(2, action_dim, widths[0]))
-        self.b_in = nn.Parameter(torch.empty(2, 1, widths[0]))
+        self.w_obs = nn.Parameter(torch.empty(e, obs_dim, widths[0]))
+        self.w_act = nn.Parameter(torch.zeros(e, action_dim, widths[0]))
+        self.b_in = nn.Parameter(torch.empty(e, 1, widths[0]))
         _init_linear_(self.w_obs, self.b_in, obs_dim + action_dim)
         self.hidden_w = nn.ParameterList()
         self.hidden_b = nn.ParameterList()
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            weight, bias = nn.Parameter(torch.empty(2, w_in, w_out)), nn.Parameter(torch.empty(2, 1, w_out))
+            weight, bias = nn.Parameter(torch.empty(e, w_in, w_out)), nn.Parameter(torch.empty(e, 1, w_out))
             _init_linear_(weight, bias, w_in)
             self.hidden_w.append(weight)
             self.hidden_b.append(bias)
-        self.w_out = nn.Parameter(torch.empty(2, widths[-1], 1))
-        self.b_out = nn.Parameter(torch.empty(2, 1, 1))
+        self.w_out = nn.Parameter(torch.empty(e, widths[-1], 1))
+        self.b_out = nn.Parameter(torch.empty(e, 1, 1))
         _init_linear_(self.w_out, self.b_out, widths[-1])
         # Layer norm before every hidden ReLU (gain 1, shift 0 at the start), per twin: the
         # critic regulariser of Ball et al. 2023 (RLPD, arXiv:2302.02948) and Nauman et al.
@@ -113,8 +119,8 @@ class TwinCritic(nn.Module):
         self.ln_shift = nn.ParameterList()
         if self.layer_norm:
             for width in widths:
-                self.ln_gain.append(nn.Parameter(torch.ones(2, 1, width)))
-                self.ln_shift.append(nn.Parameter(torch.zeros(2, 1, width)))
+                self.ln_gain.append(nn.Parameter(torch.ones(e, 1, width)))
+                self.ln_shift.append(nn.Parameter(torch.zeros(e, 1, width)))
 
     def _params(self, detach: bool) -> list[torch.Tensor]:
         """``[w_obs, w_act, b_in, *hidden_w, *hidden_b, w_out, b_out, *ln_gain, *ln_shift]``."""
@@ -132,7 +138,7 @@ class TwinCritic(nn.Module):
         return [p.detach() for p in params] if detach else params
 
     def _activate(self, pre: torch.Tensor, layer: int, params: list[torch.Tensor]) -> torch.Tensor:
-        """ReLU of hidden layer ``layer``'s pre-activation ``[2, M, W]``, layer-normed first if on."""
+        """ReLU of hidden layer ``layer``'s pre-activation ``[E, M, W]``, layer-normed first if on."""
         if self.layer_norm:
             n_layers = len(self.ln_gain)
             start = len(params) - 2 * n_layers
@@ -141,7 +147,7 @@ class TwinCritic(nn.Module):
         return F.relu(pre)
 
     def _trunk(self, h: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-        """Hidden layers after the first and the output layer; ``h`` is ``[2, M, W]`` post-ReLU."""
+        """Hidden layers after the first and the output layer; ``h`` is ``[E, M, W]`` post-ReLU."""
         n_hidden = len(self.hidden_w)
         hidden_w, hidden_b = params[3 : 3 + n_hidden], params[3 + n_hidden : 3 + 2 * n_hidden]
         w_out, b_out = params[3 + 2 * n_hidden], params[4 + 2 * n_hidden]
@@ -157,30 +163,30 @@ class TwinCritic(nn.Module):
         return self.encoder(obs_BD)
 
     def q(self, feat_BF: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """``Q_i`` of encoded states (:meth:`encode`) at ``action``: ``[2, B]``."""
+        """``Q_i`` of encoded states (:meth:`encode`) at ``action``: ``[E, B]``."""
         params = self._params(detach_params)
         w_obs, w_act, b_in = params[0], params[1], params[2]
-        x = torch.cat([feat_BF, action_BK.to(feat_BF.dtype)], dim=-1).expand(2, -1, -1)
+        x = torch.cat([feat_BF, action_BK.to(feat_BF.dtype)], dim=-1).expand(self.num_critics, -1, -1)
         h = self._activate(torch.baddbmm(b_in, x, torch.cat([w_obs, w_act], dim=1)), 0, params)
         return self._trunk(h, params)
 
     def q_all(self, feat_BF: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """``Q_i`` of encoded states at every joint action: ``[2, B, J]``, one trunk pass over ``B*J`` rows."""
+        """``Q_i`` of encoded states at every joint action: ``[E, B, J]``, one trunk pass over ``B*J`` rows."""
         params = self._params(detach_params)
         w_obs, w_act, b_in = params[0], params[1], params[2]
-        batch, joint = feat_BF.shape[0], joint_onehot_JK.shape[0]
-        obs_part = torch.baddbmm(b_in, feat_BF.expand(2, -1, -1), w_obs)  # [2, B, W]
-        act_part = torch.matmul(joint_onehot_JK.to(feat_BF.dtype), w_act)  # [2, J, W]
-        pre = (obs_part.unsqueeze(2) + act_part.unsqueeze(1)).reshape(2, batch * joint, -1)  # [2, B*J, W]
+        batch, joint, e = feat_BF.shape[0], joint_onehot_JK.shape[0], self.num_critics
+        obs_part = torch.baddbmm(b_in, feat_BF.expand(e, -1, -1), w_obs)  # [E, B, W]
+        act_part = torch.matmul(joint_onehot_JK.to(feat_BF.dtype), w_act)  # [E, J, W]
+        pre = (obs_part.unsqueeze(2) + act_part.unsqueeze(1)).reshape(e, batch * joint, -1)  # [E, B*J, W]
         q = self._trunk(self._activate(pre, 0, params), params)
-        return q.reshape(2, batch, joint)
+        return q.reshape(e, batch, joint)
 
     def forward(self, obs_BD: torch.Tensor, action_BK: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """``Q_i(s, a)`` for both critics: ``[2, B]``."""
+        """``Q_i(s, a)`` for every critic: ``[E, B]``."""
         return self.q(self.encode(obs_BD, detach_params), action_BK, detach_params)
 
     def all_actions(
         self, obs_BD: torch.Tensor, joint_onehot_JK: torch.Tensor, detach_params: bool = False
     ) -> torch.Tensor:
-        """``Q_i(s, a)`` for every joint action: ``[2, B, J]``."""
+        """``Q_i(s, a)`` for every joint action: ``[E, B, J]``."""
         return self.q_all(self.encode(obs_BD, detach_params), joint_onehot_JK, detach_params)

@@ -316,6 +316,7 @@ class _Run:
             pixel_scale=self.env.encode.pixel_scale,
             share_encoder=config.share_encoder,
             critic_layer_norm=config.critic_layer_norm,
+            num_critics=config.n_critics,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all

@@ -164,7 +164,8 @@ def test_budget_names_the_largest_part(monkeypatch: pytest.MonkeyPatch) -> None:
     assert est.replay == (1 << 20) * budget.replay_row_bytes(4, 1)
 
 
-def test_budget_counts_the_networks_exactly() -> None:
+@pytest.mark.parametrize("n_critics", [2, 5])
+def test_budget_counts_the_networks_exactly(n_critics: int) -> None:
     """The network part is the real parameter count times the copies training keeps."""
     agent = make_agent(
         obs_dim=5,
@@ -172,11 +173,12 @@ def test_budget_counts_the_networks_exactly() -> None:
         hidden_sizes=(7, 3),
         alpha=0.1,
         target_entropy_ratio=0.1,
+        num_critics=n_critics,
     )
     actor = sum(p.numel() for p in agent.actor.parameters())
-    critics = sum(p.numel() for p in agent.critic.parameters())  # the twin: two critics
-    got = budget.network_bytes(5, (2,), (7, 3))
-    assert got == 4 * (budget.ACTOR_COPIES * actor + budget.CRITIC_COPIES * critics // 2)
+    critics = sum(p.numel() for p in agent.critic.parameters())  # every critic of the ensemble
+    got = budget.network_bytes(5, (2,), (7, 3), n_critics)
+    assert got == 4 * (budget.ACTOR_COPIES * actor + budget.CRITIC_COPIES * critics)
 
 
 # ----------------------------------------------------------------------------- no updates

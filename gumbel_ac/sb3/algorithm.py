@@ -61,6 +61,10 @@ def _optional_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _optional_int(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _initial(value: float | Schedule) -> float:
     """The starting value of a float or an SB3 schedule (progress_remaining = 1)."""
     return float(value(1.0)) if callable(value) else float(value)
@@ -98,6 +102,8 @@ class GumbelAC(OffPolicyAlgorithm):
         target_q_reduce, q_clip: the critic target's combination of the two target critics
             ("min" or "mean") and the critic loss's Q-clip (``None``: off), as
             ``Config.target_q_reduce``/``Config.q_clip`` (Zhou et al. 2022; defaults: the same).
+        target_critics: REDQ's in-target subset of the critic ensemble (``Config.target_critics``;
+            the ensemble's size is the policy keyword ``n_critics``, as in SB3's SAC).
         target_entropy_ratio: see :class:`~gumbel_ac.config.Config`.
         gumbel_temperature: Gumbel-Softmax temperature (start value if annealed).
         gumbel_temperature_final, temperature_schedule, temperature_anneal_steps: optional
@@ -144,6 +150,7 @@ class GumbelAC(OffPolicyAlgorithm):
         alpha_min: float | None = Config.alpha_min,
         target_q_reduce: str = Config.target_q_reduce,
         q_clip: float | None = Config.q_clip,
+        target_critics: int | None = Config.target_critics,
         target_entropy_ratio: float = 0.1,
         gumbel_temperature: float = 0.6,
         gumbel_temperature_final: float | None = None,
@@ -205,6 +212,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.alpha_min = alpha_min
         self.target_q_reduce = target_q_reduce
         self.q_clip = q_clip
+        self.target_critics = target_critics
         self.target_entropy_ratio = target_entropy_ratio
         self.gumbel_temperature = gumbel_temperature
         self.gumbel_temperature_final = gumbel_temperature_final
@@ -248,6 +256,7 @@ class GumbelAC(OffPolicyAlgorithm):
             hidden_sizes=tuple(int(w) for w in net_arch),
             encoder=(self.policy_kwargs or {}).get("encoder") or "mlp",
             critic_layer_norm=bool((self.policy_kwargs or {}).get("critic_layer_norm", False)),
+            n_critics=int((self.policy_kwargs or {}).get("n_critics", 2)),
             alpha=float(self.alpha),
             autotune_alpha=bool(self.autotune_alpha),
             # getattr: models saved before the bounds existed had none.
@@ -256,6 +265,7 @@ class GumbelAC(OffPolicyAlgorithm):
             # getattr: models saved before these options existed trained with min and no clip.
             target_q_reduce=str(getattr(self, "target_q_reduce", "min")),
             q_clip=_optional_float(getattr(self, "q_clip", None)),
+            target_critics=_optional_int(getattr(self, "target_critics", None)),
             target_entropy_ratio=float(self.target_entropy_ratio),
             # getattr: models saved before SB3 had n-step returns used one-step ones.
             n_step=int(getattr(self, "n_steps", 1)),

@@ -152,6 +152,7 @@ def from_checkpoint(
         alpha_min=cfg.alpha_min,
         target_q_reduce=cfg.target_q_reduce,
         q_clip=cfg.q_clip,
+        target_critics=cfg.target_critics,
         target_entropy_ratio=cfg.target_entropy_ratio,
         gumbel_temperature=cfg.gumbel_temperature,
         gumbel_temperature_final=cfg.gumbel_temperature_final,
@@ -166,6 +167,8 @@ def from_checkpoint(
         params["policy_kwargs"]["encoder"] = loaded.agent.encoder_kind
     if cfg.critic_layer_norm:
         params["policy_kwargs"]["critic_layer_norm"] = True
+    if cfg.n_critics != 2:
+        params["policy_kwargs"]["n_critics"] = cfg.n_critics
     params.update(kwargs)
     model = GumbelAC("MlpPolicy", env, device=device, **params)
     check_spaces_match(loaded.meta, describe_spaces(model.observation_space, model.action_space), env_name)

@@ -148,6 +148,7 @@ class GumbelACPolicy(BasePolicy):
         target_entropy_ratio: target entropy as a fraction of ``sum_h log(A_h)``.
         critic_layer_norm: layer norm before every hidden ReLU of the critics (our
             ``Config.critic_layer_norm``).
+        n_critics: critics in the ensemble (SB3's SAC policy keyword; our ``Config.n_critics``).
 
     The learning rates and ``autotune_alpha`` belong to the algorithm's learner.
     """
@@ -169,6 +170,7 @@ class GumbelACPolicy(BasePolicy):
         target_entropy_ratio: float = 0.1,
         encoder: str | None = None,
         critic_layer_norm: bool = False,
+        n_critics: int = 2,
     ) -> None:
         super().__init__(
             observation_space,
@@ -192,6 +194,7 @@ class GumbelACPolicy(BasePolicy):
         self.spec = ActionSpec.from_space(action_space)
         self.encoder = encoder
         self.critic_layer_norm = bool(critic_layer_norm)
+        self.n_critics = int(n_critics)
         #: The native trainer's observation rows (image frames as channel-first uint8), used
         #: instead of SB3's preprocessing when ``encoder`` is set.
         self.native_obs: ObsEncoder | None = None
@@ -223,6 +226,7 @@ class GumbelACPolicy(BasePolicy):
             image_shape=None if native is None else native.image_shape,
             pixel_scale=1.0 if native is None else native.pixel_scale,
             critic_layer_norm=self.critic_layer_norm,
+            num_critics=self.n_critics,
         )
         if self.alpha_init == 0:
             # As the native trainer: alpha = 0 means no entropy term at all.
@@ -254,6 +258,7 @@ class GumbelACPolicy(BasePolicy):
                 target_entropy_ratio=self.target_entropy_ratio,
                 encoder=self.encoder,
                 critic_layer_norm=self.critic_layer_norm,
+                n_critics=self.n_critics,
             )
         )
         return data
@@ -312,6 +317,7 @@ class CnnPolicy(GumbelACPolicy):
         alpha: float = 0.05,
         target_entropy_ratio: float = 0.1,
         critic_layer_norm: bool = False,
+        n_critics: int = 2,
     ) -> None:
         super().__init__(
             observation_space,
@@ -325,6 +331,7 @@ class CnnPolicy(GumbelACPolicy):
             alpha=alpha,
             target_entropy_ratio=target_entropy_ratio,
             critic_layer_norm=critic_layer_norm,
+            n_critics=n_critics,
         )
 
 
