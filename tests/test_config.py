@@ -183,7 +183,10 @@ def test_validate_returns_a_resolved_copy_and_leaves_the_caller_unchanged() -> N
         "batch_size": 256,
         "buffer_size": 100_000,
         "preset": "CartPole-v1",
-        "alpha_max": 0.1,  # CartPole's preset
+        # CartPole's preset: the alpha cap and the REDQ ensemble.
+        "alpha_max": 0.1,
+        "n_critics": 10,
+        "target_critics": 2,
     }
     # Editing the caller's config afterwards and validating again resolves for the new value.
     given.num_envs = 4096
@@ -280,12 +283,17 @@ def test_mountaincar_preset_turns_on_the_count_bonus_and_greedy_acting() -> None
     assert Config(env="MountainCar-v0", count_bonus=1.0).validate().count_bonus == 1.0
 
 
-def test_cartpole_preset_caps_alpha_only() -> None:
+def test_cartpole_preset_caps_alpha_and_sets_the_ensemble_only() -> None:
     for env_id in ("CartPole-v1", "gumbel_ac/CartPole-v1"):
         cart = Config(env=env_id).validate()
-        assert (cart.preset, cart.alpha_max) == (env_id, 0.1)
-        plain = dataclasses.replace(Config(env=env_id, preset="none").validate(), preset=env_id, alpha_max=0.1)
+        assert (cart.preset, cart.alpha_max, cart.n_critics, cart.target_critics) == (env_id, 0.1, 10, 2)
+        plain = dataclasses.replace(
+            Config(env=env_id, preset="none").validate(), preset=env_id, alpha_max=0.1, n_critics=10, target_critics=2
+        )
         assert cart == plain  # nothing else differs from the defaults
+        # A flag that names the default wins over the preset (the twin critics, all in the target).
+        twin = Config.with_overrides(env=env_id, n_critics=2, target_critics=None).validate()
+        assert (twin.n_critics, twin.target_critics, twin.alpha_max) == (2, None, 0.1)
     with pytest.raises(ConfigError, match=r"alpha \(0.2\) must not exceed alpha_max \(0.1\).*CartPole-v1 preset"):
         Config(alpha=0.2).validate()
     assert Config(alpha=0.2, preset="none").validate().alpha_max is None

@@ -138,7 +138,9 @@ def test_training_off_a_terminal_prints_plain_lines_in_order(tiny_run: tuple[Pat
     run_dir, lines = tiny_run
     num = r"(-|-?\d+(\.\d+)?)"
     # CartPole's preset is announced first (gumbel_ac/presets.py), then the training lines.
-    assert lines.pop(0).startswith("preset CartPole-v1: alpha_max=0.1 (gumbel_ac/presets.py;")
+    assert lines.pop(0).startswith(
+        "preset CartPole-v1: alpha_max=0.1, n_critics=10, target_critics=2 (gumbel_ac/presets.py;"
+    )
     assert lines[0].startswith("step 200/600  sps ")
     assert lines[1].startswith("step 400/600  sps ")
     assert lines[2].startswith("step 400/600  eval ")
