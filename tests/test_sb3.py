@@ -247,6 +247,16 @@ def test_sb3_anneals_the_polyak_rate_like_the_native_default() -> None:
     assert constant.learner.target_update_rate == 0.2 and constant.to_config().target_update_rate_final is None
 
 
+def test_sb3_hyperparameters_are_its_arguments_no_env_preset() -> None:
+    """CartPole's preset (alpha cap, 10 critics) is train.py's; a GumbelAC model trains with its
+    own arguments, and its exported config says exactly those."""
+    model = tiny_model()
+    cfg = model.to_config(env_id="CartPole-v1")
+    assert (cfg.preset, cfg.alpha_max, cfg.n_critics, cfg.target_critics) == ("none", None, 2, None)
+    assert model.learner.log_alpha_max is None
+    assert model.policy.agent.critic.num_critics == 2
+
+
 def test_sb3_alpha_bounds_reach_the_learner_and_the_config() -> None:
     import math
 

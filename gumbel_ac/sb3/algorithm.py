@@ -232,11 +232,14 @@ class GumbelAC(OffPolicyAlgorithm):
 
         Used to validate (one ConfigError naming the field), for the temperature schedule,
         and by :func:`gumbel_ac.sb3.export_checkpoint` (the checkpoint's ``config.json``).
-        Schedules contribute their starting value.
+        Schedules contribute their starting value. ``preset="none"``: the model's arguments are
+        its hyperparameters, so no per-env preset may change them (CartPole's would give the
+        exported config 10 critics where the model has its own number).
         """
         net_arch = (self.policy_kwargs or {}).get("net_arch") or [64, 64]
         fields: dict[str, Any] = dict(
             env=env_id or "CartPole-v1",
+            preset="none",
             estimator=self.estimator,
             seed=int(self.seed) if self.seed is not None else 0,
             num_envs=int(getattr(self, "n_envs", 1) or 1),
