@@ -206,9 +206,10 @@ def test_discrete_observations_are_one_hot(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cartpole_solved_with_defaults(tmp_path: Path) -> None:
-    """The default config solves CartPole on most seeds: over seeds 0-19 (docs/results.md,
-    "Staying solved") 17 of 20 evaluate >= 475 at 50k steps (seed 2 first reaches it at 52.5k).
-    Here seeds 0-5: at least 5 of 6 must reach it within 50k steps and end there."""
+    """The default config (with CartPole's preset) solves CartPole on most seeds: over seeds
+    0-19 (docs/results.md, "Staying solved") 19 of 20 evaluate >= 475 at 50k steps (seed 7 is
+    mid-dip at 234). Here seeds 0-5: at least 5 of 6 must reach it within 50k steps and end
+    there (a margin of one seed for other CPUs' floating point)."""
     solved, ended = [], []
     for seed in range(6):
         result = train(Config(seed=seed, progress=False, runs_dir=str(tmp_path), run_name=f"s{seed}"))

@@ -43,7 +43,7 @@ def error_line(main: Main, argv: list[str], capsys: pytest.CaptureFixture[str]) 
 
 def write_run(root: Path, **fields: Any) -> Path:
     """A run folder with one checkpoint of a fresh agent for ``Config(**fields)``; no training."""
-    config = Config(**{**SMALL, "hidden_sizes": (8,), **fields})
+    config = Config(**{**SMALL, "hidden_sizes": (8,), **fields}).validate()  # the env's preset applied
     probe = make_env(config.env, num_envs=1, **config.env_kwargs_dict())
     spaces = describe_spaces(probe.single_observation_space, probe.single_action_space)
     agent = make_agent(
@@ -52,10 +52,11 @@ def write_run(root: Path, **fields: Any) -> Path:
         hidden_sizes=config.hidden_sizes,
         alpha=0.05,
         target_entropy_ratio=0.1,
+        num_critics=config.n_critics,
     )
     probe.close()
     run = root / "run"
-    save_checkpoint(run, step=0, agent=agent, config=config.validate(), spaces=spaces)
+    save_checkpoint(run, step=0, agent=agent, config=config, spaces=spaces)
     return run
 
 
