@@ -21,6 +21,16 @@ from gumbel_ac.encoders import DetachedEncoder, EncoderKind, make_encoder
 from gumbel_ac.networks import Actor, TwinCritic
 
 
+def reduce_critics(q_EX: torch.Tensor, how: str, members: torch.Tensor | None = None) -> torch.Tensor:
+    """Critics' values ``[E, ...]`` combined: their minimum (clipped double Q, Fujimoto et al.
+    2018) or, ``how="mean"``, their average (Zhou et al. 2022; REDQ's actor); over the ensemble
+    members ``members`` only when given (REDQ's random subset,
+    :func:`gumbel_ac.losses.draw_target_critics`)."""
+    if members is not None:
+        q_EX = q_EX.index_select(0, members)
+    return q_EX.mean(dim=0) if how == "mean" else q_EX.amin(dim=0)
+
+
 class CriticObjective:
     """``f(a) = min_i Q_i(s, a)`` at fixed states, with the critic's weights detached.
 
@@ -55,17 +65,14 @@ class CriticObjective:
             self._feat_BF = self.critic.encode(self.obs_BD, detach=True)
         return self._feat_BF
 
-    def _reduce(self, q_EX: torch.Tensor) -> torch.Tensor:
-        return q_EX.mean(dim=0) if self.reduce == "mean" else q_EX.amin(dim=0)
-
     def at(self, action_BK: torch.Tensor) -> torch.Tensor:
-        return self._reduce(self.critic.q(self.features, action_BK, detach_params=True))
+        return reduce_critics(self.critic.q(self.features, action_BK, detach_params=True), self.reduce)
 
     def all(self) -> torch.Tensor:
         if not self.enumerable:
             raise ValueError(f"the {self.spec.num_joint} joint actions are not enumerated (above the limit)")
         onehot_JK = self.spec.joint_onehot_on(self.obs_BD.device)
-        return self._reduce(self.critic.q_all(self.features, onehot_JK, detach_params=True))
+        return reduce_critics(self.critic.q_all(self.features, onehot_JK, detach_params=True), self.reduce)
 
 
 class Agent(nn.Module):

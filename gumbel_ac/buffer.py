@@ -24,9 +24,6 @@ import torch
 
 from gumbel_ac.losses import Batch
 
-#: The n-step writer's tensors in a checkpoint (``replay`` part), by state-dict key.
-_PENDING_KEYS = ("pending_obs", "pending_action", "pending_return", "pending_length", "pending_active")
-
 
 class NStepWriter:
     """Per-env queues of the last ``n`` steps that turn one-step transitions into n-step rows.
@@ -43,10 +40,24 @@ class NStepWriter:
     (their returns would run through it).
     """
 
+    #: Checkpoint key -> attribute of each queue (:meth:`state_dict`), and the ``pending_slot`` int.
+    FIELDS = {
+        "pending_obs": "obs_KND",
+        "pending_action": "action_KNH",
+        "pending_return": "return_KN",
+        "pending_length": "length_KN",
+        "pending_active": "active_KN",
+    }
+    KEYS = frozenset({*FIELDS, "pending_slot"})
+
     def __init__(self, n: int, gamma: float, device: torch.device, obs_dtype: torch.dtype) -> None:
         if n < 2:
             raise ValueError(f"an n-step writer needs n >= 2, got {n}")
         self.n, self.gamma, self.device, self.obs_dtype = int(n), float(gamma), device, obs_dtype
+        #: ``gamma ** k`` for ``k = 0 .. n``: an entry's factor and discount, indexed by its length.
+        self.powers_K = torch.full((self.n + 1,), self.gamma, device=device).pow(
+            torch.arange(self.n + 1, device=device)
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -97,15 +108,14 @@ class NStepWriter:
         self.return_KN[s] = 0.0
         self.length_KN[s] = 0
         self.active_KN[s] = live_N
-        factor_KN = torch.pow(torch.full_like(self.return_KN, self.gamma), self.length_KN.to(self.return_KN.dtype))
-        self.return_KN += torch.where(self.active_KN, factor_KN * reward_N.unsqueeze(0), 0.0)
+        self.return_KN += torch.where(self.active_KN, self.powers_K[self.length_KN] * reward_N.unsqueeze(0), 0.0)
         self.length_KN += self.active_KN.long()
         done_N = terminated_N if truncated_N is None else terminated_N | truncated_N
         emit_KN = self.active_KN & ((self.length_KN >= self.n) | done_N.unsqueeze(0))
         k_idx, e_idx = emit_KN.nonzero(as_tuple=True)  # host sync: the count varies with episode ends
         self.active_KN &= ~emit_KN
         self.slot = (s + 1) % self.n
-        discount = torch.pow(torch.full_like(self.return_KN[k_idx, e_idx], self.gamma), self.length_KN[k_idx, e_idx])
+        discount = self.powers_K[self.length_KN[k_idx, e_idx]]
         return (
             self.obs_KND[k_idx, e_idx],
             self.action_KNH[k_idx, e_idx],
@@ -117,14 +127,7 @@ class NStepWriter:
 
     def state_dict(self) -> dict[str, Any]:
         """The queues and the slot (tensors and an int: no pickle)."""
-        return {
-            "pending_obs": self.obs_KND,
-            "pending_action": self.action_KNH,
-            "pending_return": self.return_KN,
-            "pending_length": self.length_KN,
-            "pending_active": self.active_KN,
-            "pending_slot": self.slot,
-        }
+        return {**{key: getattr(self, attr) for key, attr in self.FIELDS.items()}, "pending_slot": self.slot}
 
     def check_state_dict(self, state: dict[str, Any], obs_dim: int, num_heads: int) -> None:
         """Raise ``ValueError`` unless ``state`` holds queues of this writer's ``n`` and dtypes."""
@@ -150,16 +153,11 @@ class NStepWriter:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (checked by the buffer first)."""
+        self.reset()
+        if state["pending_active"].shape[1] > 0:  # else saved before the first add: nothing pending
+            for key, attr in self.FIELDS.items():
+                setattr(self, attr, state[key].to(self.device).clone())
         self.slot = state["pending_slot"]
-        if state["pending_active"].shape[1] == 0:
-            self.reset()
-            self.slot = state["pending_slot"]
-            return
-        self.obs_KND = state["pending_obs"].to(self.device).clone()
-        self.action_KNH = state["pending_action"].to(self.device).clone()
-        self.return_KN = state["pending_return"].to(self.device).clone()
-        self.length_KN = state["pending_length"].to(self.device).clone()
-        self.active_KN = state["pending_active"].to(self.device).clone()
 
 
 class ReplayBuffer:
@@ -184,8 +182,7 @@ class ReplayBuffer:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        #: Steps per stored return (1: plain one-step transitions) and the writer that builds them.
-        self.n_step = int(n_step)
+        #: The writer that builds n-step rows (None: plain one-step transitions).
         self.nstep = NStepWriter(n_step, gamma, self.device, obs_dtype) if n_step > 1 else None
         #: ``gamma ** k`` of each n-step row (allocated only when ``n_step > 1``).
         self.discount_C = torch.ones(capacity if n_step > 1 else 0, device=self.device)
@@ -205,6 +202,11 @@ class ReplayBuffer:
         #: Python numbers at capture, so a replayed sampler must read the size from a tensor).
         self.size_t = torch.zeros((), dtype=torch.long, device=self.device)
         self._size = 0
+
+    @property
+    def n_step(self) -> int:
+        """Steps per stored return (1: plain one-step transitions)."""
+        return 1 if self.nstep is None else self.nstep.n
 
     @property
     def size(self) -> int:
@@ -408,7 +410,7 @@ class ReplayBuffer:
         columns = self._columns() if mode != "none" else {}
         pending_keys: set[str] = set()
         if self.nstep is not None and mode != "none":
-            pending_keys = {*_PENDING_KEYS, "pending_slot"}
+            pending_keys = set(NStepWriter.KEYS)
             missing = sorted(pending_keys - set(state))
             if missing:
                 raise ValueError(f"n-step replay state lacks {missing} (saved by a one-step run? use the same n_step)")
@@ -430,8 +432,9 @@ class ReplayBuffer:
         self.check_state_dict(state)
         self.pos, self.size = 0, 0
         if self.nstep is not None:
-            self.nstep.reset()
-            if state["mode"] != "none":
+            if state["mode"] == "none":
+                self.nstep.reset()
+            else:
                 self.nstep.load_state_dict(state)
         if state["mode"] == "exact":
             size = state["size"]

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_ac.agent import Agent
+from gumbel_ac.agent import Agent, reduce_critics
 from gumbel_ac.distributions import sample_gumbel
 from gumbel_ac.estimators import EstimatorFn
 
@@ -99,15 +99,6 @@ def soft_state_value(agent: Agent, logits_BK: torch.Tensor, q_BJ: torch.Tensor, 
     return (probs_BJ * inner).sum(-1)
 
 
-def reduce_critics(q_EX: torch.Tensor, how: str, members: torch.Tensor | None = None) -> torch.Tensor:
-    """The target critics combined: their minimum (clipped double Q, Fujimoto et al. 2018) or,
-    ``how="mean"``, their average (Zhou et al. 2022); over the ensemble members ``members``
-    only when given (REDQ's random subset, :func:`draw_target_critics`)."""
-    if members is not None:
-        q_EX = q_EX.index_select(0, members)
-    return q_EX.mean(dim=0) if how == "mean" else q_EX.amin(dim=0)
-
-
 def draw_target_critics(
     num_critics: int, subset: int, device: torch.device, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -160,7 +151,7 @@ def critic_target(
 ) -> torch.Tensor:
     """The expected-SARSA soft target ``y`` ``[B]`` (no gradient).
 
-    ``reduce``: how the target critics combine (:func:`reduce_critics`); ``target_critics=M``:
+    ``reduce``: how the target critics combine (:func:`gumbel_ac.agent.reduce_critics`); ``target_critics=M``:
     over ``M`` members drawn at random from the ensemble for this update (REDQ), else over all.
 
     ``samples=None`` enumerates every joint action (exact; for small action sets);
