@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from critic_cases import three_row_batch
 
 import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ env ids)
 from gumbel_ac.agent import Agent, make_agent
@@ -32,14 +33,6 @@ def _agent(n: int) -> Agent:
     return agent
 
 
-def _batch() -> Batch:
-    obs = torch.tensor([[0.1, -0.2], [0.5, 0.3], [1.0, 1.0]])
-    next_obs = torch.tensor([[0.0, 0.4], [-0.3, 0.2], [0.7, -0.1]])
-    return Batch(
-        obs, torch.tensor([[0], [1], [2]]), torch.tensor([1.0, -0.5, 2.0]), next_obs, torch.zeros(3, dtype=torch.bool)
-    )
-
-
 def _target_by_hand(agent: Agent, batch: Batch, members: list[int], gamma: float) -> torch.Tensor:
     next_logits = agent.logits(batch.next_obs_BD).detach()
     out = []
@@ -55,7 +48,7 @@ def _target_by_hand(agent: Agent, batch: Batch, members: list[int], gamma: float
 
 
 def test_the_target_takes_the_minimum_over_every_critic_of_the_ensemble() -> None:
-    agent, batch = _agent(5), _batch()
+    agent, batch = _agent(5), three_row_batch()
     assert agent.critic.w_obs.shape[0] == 5 and agent.critic(batch.obs_BD, torch.eye(3)).shape == (5, 3)
     y = critic_target(agent, agent.logits(batch.next_obs_BD).detach(), batch, 0.9, torch.tensor(0.3))
     torch.testing.assert_close(y, _target_by_hand(agent, batch, [0, 1, 2, 3, 4], 0.9), atol=1e-5, rtol=0)
@@ -64,7 +57,7 @@ def test_the_target_takes_the_minimum_over_every_critic_of_the_ensemble() -> Non
 
 
 def test_redq_target_uses_the_drawn_pair_and_the_draws_cover_the_ensemble() -> None:
-    agent, batch = _agent(5), _batch()
+    agent, batch = _agent(5), three_row_batch()
     gen = torch.Generator().manual_seed(3)
     y = critic_target(
         agent, agent.logits(batch.next_obs_BD).detach(), batch, 0.9, torch.tensor(0.3), generator=gen, target_critics=2
@@ -83,7 +76,7 @@ def test_redq_target_uses_the_drawn_pair_and_the_draws_cover_the_ensemble() -> N
 
 
 def test_redq_actor_maximises_the_ensemble_mean() -> None:
-    agent, batch = _agent(4), _batch()
+    agent, batch = _agent(4), three_row_batch()
     logits = agent.logits(batch.obs_BD)
     est = make_estimator("exact")
     alpha = torch.tensor(0.3)

@@ -8,11 +8,12 @@ import math
 
 import pytest
 import torch
+from critic_cases import three_row_batch
 
 from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec
-from gumbel_ac.losses import Batch, critic_loss, critic_target
+from gumbel_ac.losses import critic_loss, critic_target
 
 
 def _agent() -> Agent:
@@ -25,16 +26,8 @@ def _agent() -> Agent:
     return agent
 
 
-def _batch() -> Batch:
-    obs = torch.tensor([[0.1, -0.2], [0.5, 0.3], [1.0, 1.0]])
-    next_obs = torch.tensor([[0.0, 0.4], [-0.3, 0.2], [0.7, -0.1]])
-    return Batch(
-        obs, torch.tensor([[0], [1], [2]]), torch.tensor([1.0, -0.5, 2.0]), next_obs, torch.zeros(3, dtype=torch.bool)
-    )
-
-
 def test_average_target_uses_the_mean_of_the_two_target_critics() -> None:
-    agent, batch = _agent(), _batch()
+    agent, batch = _agent(), three_row_batch()
     gamma, alpha = 0.9, torch.tensor(0.3)
     next_logits = agent.logits(batch.next_obs_BD).detach()
     y_min = critic_target(agent, next_logits, batch, gamma, alpha)
@@ -51,7 +44,7 @@ def test_average_target_uses_the_mean_of_the_two_target_critics() -> None:
 
 
 def test_q_clip_loss_and_gradient_by_hand() -> None:
-    agent, batch = _agent(), _batch()
+    agent, batch = _agent(), three_row_batch()
     action = torch.eye(3)[batch.action_BH[:, 0]]
     with torch.no_grad():
         q = agent.critic(batch.obs_BD, action)  # [2, B]
@@ -101,7 +94,7 @@ def test_q_clip_loss_and_gradient_by_hand() -> None:
 
 
 def test_q_clip_large_enough_is_the_plain_loss() -> None:
-    agent, batch = _agent(), _batch()
+    agent, batch = _agent(), three_row_batch()
     y = torch.tensor([0.3, -0.1, 1.2])
     plain, _ = critic_loss(agent, batch, y)
     wide, _ = critic_loss(agent, batch, y, q_clip=1e6)
