@@ -84,7 +84,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (this entry) -140.9, m2 (gamma 0.99) -178.3, m3 (12 cells) -180.9, m4 (4 updates per
     # step) -164.3, m5 (bonus decayed linearly to 0) -167.7, m6 (m5 from 10) -175.8.
     # docs/results.md "Presets"; data in docs/data/mountaincar_probes.json.gz and
-    # docs/data/preset_tuning_mountaincar.json.gz.
+    # docs/data/preset_tuning_mountaincar.json.gz. Later, m1 plus LunarLander's fourth-probe
+    # changes (same seeds and budget): critic layer norm -168.0, linear lr decay -185.0, REDQ
+    # (10 critics, 2 in the target) -181.3; m1 stays (docs/data/preset_tuning_mountaincar2.json.gz).
     **{
         env_id: {"count_bonus": 3.0, "count_bins": 16, "act": "mode", "updates_per_step": 2}
         for env_id in ("MountainCar-v0", "gumbel_ac/MountainCar-v0")
