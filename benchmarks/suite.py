@@ -89,6 +89,7 @@ import os
 import platform
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from collections.abc import Sequence
@@ -715,14 +716,15 @@ def plot_aggregate(runs: list[Run], tasks: Sequence[Task], randoms: dict[str, fl
         xlabel="normalised final score",
         xlabel_y_coordinate=-0.3,
     )
-    fig.text(
-        0.0,
-        -0.6,
-        f"{len(columns)} task(s): {', '.join(t.name for t, _ in columns)}; {n} seeds each;\n"
-        "final score normalised: 0 = random policy, 1 = task threshold; 95% stratified-bootstrap CI",
-        fontsize=8,
-        transform=fig.transFigure,
+    more = [t.name for t, seeds in columns if len(seeds) > n]
+    note = (
+        f"{len(columns)} task(s): {', '.join(t.name for t, _ in columns)}; {n} seeds each"
+        + (f" (the first {n} of {', '.join(more)})" if more else "")
+        + "; final score normalised: 0 = random policy, 1 = task threshold; 95% stratified-bootstrap CI"
     )
+    # Wrapped and started under the method labels (left of the axes, at x < 0 in figure
+    # coordinates): one long line would stretch the saved figure far past the plot.
+    fig.text(-1.0, -0.45, textwrap.fill(note, 150), fontsize=8, va="top", transform=fig.transFigure)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
