@@ -87,7 +87,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # docs/data/preset_tuning_mountaincar.json.gz. Later, m1 plus LunarLander's fourth-probe
     # changes (same seeds and budget): critic layer norm -168.0, linear lr decay -185.0, REDQ
     # (10 critics, 2 in the target) -181.3; then the Polyak rate kept at 0.2 -183.0, or ending
-    # at 0.02 -173.1, and a 10k replay -190.3; m1 stays (docs/data/preset_tuning_mountaincar2.json.gz).
+    # at 0.02 -173.1, a 10k replay -190.3, gamma 0.998 -141.3 or 0.999 -163.8; m1 stays
+    # (docs/data/preset_tuning_mountaincar2.json.gz).
     **{
         env_id: {"count_bonus": 3.0, "count_bins": 16, "act": "mode", "updates_per_step": 2}
         for env_id in ("MountainCar-v0", "gumbel_ac/MountainCar-v0")
