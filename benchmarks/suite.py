@@ -722,9 +722,12 @@ def plot_aggregate(runs: list[Run], tasks: Sequence[Task], randoms: dict[str, fl
         + (f" (the first {n} of {', '.join(more)})" if more else "")
         + "; final score normalised: 0 = random policy, 1 = task threshold; 95% stratified-bootstrap CI"
     )
-    # Wrapped and started under the method labels (left of the axes, at x < 0 in figure
-    # coordinates): one long line would stretch the saved figure far past the plot.
-    fig.text(-1.0, -0.45, textwrap.fill(note, 150), fontsize=8, va="top", transform=fig.transFigure)
+    # Started under the method labels' left edge (they stand left of the axes, at x < 0 in
+    # figure coordinates) and wrapped: one long line would stretch the saved figure past the plot.
+    fig.canvas.draw()
+    left_px = min(label.get_window_extent().x0 for ax in fig.axes for label in ax.get_yticklabels())
+    left = float(fig.transFigure.inverted().transform((left_px, 0.0))[0])
+    fig.text(left, -0.45, textwrap.fill(note, 150), fontsize=8, va="top", transform=fig.transFigure)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
