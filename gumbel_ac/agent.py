@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from gumbel_ac.distributions import ActionSpec, sample_gumbel
-from gumbel_ac.encoders import DetachedEncoder, EncoderKind, make_encoder
+from gumbel_ac.encoders import DetachedEncoder, EncoderKind, ObsBounds, make_encoder
 from gumbel_ac.networks import Actor, TwinCritic
 
 
@@ -95,6 +95,8 @@ class Agent(nn.Module):
             (:class:`~gumbel_ac.networks.TwinCritic`).
         num_critics: critics in the ensemble (2: clipped double Q; more: SB3's ``n_critics``,
             REDQ's ``N``).
+        obs_bounds: ``(low, high)`` of the observation rows: every network's encoder rescales
+            them to ``[-1, 1]`` (``Config.obs_rescale``; the "mlp" encoder only). None: as they are.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Agent(nn.Module):
         share_encoder: bool = False,
         critic_layer_norm: bool = False,
         num_critics: int = 2,
+        obs_bounds: ObsBounds | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -120,13 +123,18 @@ class Agent(nn.Module):
         self.pixel_scale = float(pixel_scale)
         self.share_encoder = bool(share_encoder) and encoder != "mlp"
         self.critic_layer_norm = bool(critic_layer_norm)
+        #: The rows' ``(low, high)`` every encoder rescales from (plain floats: the checkpoint
+        #: manifest stores them), or None.
+        self.obs_bounds: tuple[list[float], list[float]] | None = (
+            None if obs_bounds is None else ([float(v) for v in obs_bounds[0]], [float(v) for v in obs_bounds[1]])
+        )
 
         def build_critic() -> TwinCritic:
             return TwinCritic(
                 obs_dim,
                 spec.num_logits,
                 hidden_sizes,
-                make_encoder(encoder, obs_dim, self.image_shape, pixel_scale),
+                make_encoder(encoder, obs_dim, self.image_shape, pixel_scale, self.obs_bounds),
                 layer_norm=self.critic_layer_norm,
                 num_critics=num_critics,
             )
@@ -138,7 +146,7 @@ class Agent(nn.Module):
             critic = build_critic()
             actor = Actor(obs_dim, spec.num_logits, hidden_sizes, DetachedEncoder(critic.encoder))
         else:
-            encoder_a = make_encoder(encoder, obs_dim, self.image_shape, pixel_scale)
+            encoder_a = make_encoder(encoder, obs_dim, self.image_shape, pixel_scale, self.obs_bounds)
             actor = Actor(obs_dim, spec.num_logits, hidden_sizes, encoder_a)
             critic = build_critic()
         self.actor = actor
@@ -233,6 +241,7 @@ def make_agent(
     share_encoder: bool = False,
     critic_layer_norm: bool = False,
     num_critics: int = 2,
+    obs_bounds: ObsBounds | None = None,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -247,4 +256,5 @@ def make_agent(
         share_encoder=share_encoder,
         critic_layer_norm=critic_layer_norm,
         num_critics=num_critics,
+        obs_bounds=obs_bounds,
     )

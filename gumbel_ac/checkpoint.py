@@ -55,6 +55,7 @@ from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.budget import check_bytes_fit
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec, UnsupportedSpaceError
+from gumbel_ac.encoders import rescale_coefficients
 from gumbel_ac.fsutil import fsync_dir
 from gumbel_ac.fsutil import fsync_write as _fsync_write
 from gumbel_ac.fsutil import write_json_atomic as write_json_atomic
@@ -153,6 +154,7 @@ def save_checkpoint(
                 "image_shape": list(agent.image_shape) if agent.image_shape is not None else None,
                 "pixel_scale": agent.pixel_scale,
                 "shared": agent.share_encoder,
+                "obs_bounds": _bounds_to_json(agent.obs_bounds),
             },
             "action_nvec": [int(n) for n in agent.spec.nvec],
             "spaces": spaces,
@@ -401,6 +403,39 @@ def read_meta(ckpt_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def _bounds_to_json(bounds: tuple[list[float], list[float]] | None) -> dict[str, list[float | None]] | None:
+    """An agent's rescaling bounds for the manifest: ``null`` for an infinite bound (JSON has none)."""
+    if bounds is None:
+        return None
+    low, high = bounds
+    return {
+        "low": [v if math.isfinite(v) else None for v in low],
+        "high": [v if math.isfinite(v) else None for v in high],
+    }
+
+
+def _bounds_from_json(path: Path, value: Any, obs_dim: int) -> tuple[list[float], list[float]] | None:
+    """The manifest's ``obs_bounds`` (absent in checkpoints from before rescaling existed: none)
+    back as ``(low, high)`` floats, checked as the encoder checks them (:func:`rescale_coefficients`)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"low", "high"}:
+        raise CheckpointError(f"{path}: encoder obs_bounds must be null or {{'low': [...], 'high': [...]}}")
+    out: list[list[float]] = []
+    for name, infinity in (("low", -math.inf), ("high", math.inf)):
+        values = value[name]
+        if not isinstance(values, list) or not all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+        ):
+            raise CheckpointError(f"{path}: encoder obs_bounds.{name} must be a list of numbers or nulls")
+        out.append([infinity if v is None else float(v) for v in values])
+    try:
+        rescale_coefficients((out[0], out[1]), obs_dim)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: encoder obs_bounds: {exc}") from None
+    return out[0], out[1]
+
+
 def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """The manifest's ``encoder`` entry, checked. Checkpoints from before encoders existed have
     none: their agents are MLPs on float rows; image observations were rows of scaled floats
@@ -413,7 +448,7 @@ def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
                 f"{path}: this checkpoint was trained on image observations before image encoders "
                 "existed (its rows were float pixels); retrain it with this version"
             )
-        return {"kind": "mlp", "image_shape": None, "pixel_scale": 1.0, "shared": False}
+        return {"kind": "mlp", "image_shape": None, "pixel_scale": 1.0, "shared": False, "obs_bounds": None}
     if not isinstance(enc, dict) or enc.get("kind") not in ("mlp", "nature", "minatar"):
         raise CheckpointError(f"{path}: field 'encoder' must name an encoder (mlp, nature or minatar)")
     shape, scale = enc.get("image_shape"), enc.get("pixel_scale")
@@ -431,7 +466,16 @@ def _check_encoder_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     shared = enc.get("shared", False)
     if not isinstance(shared, bool):
         raise CheckpointError(f"{path}: encoder shared must be true or false")
-    return {"kind": enc["kind"], "image_shape": shape, "pixel_scale": float(scale), "shared": shared}
+    bounds = _bounds_from_json(path, enc.get("obs_bounds"), meta["obs_dim"])
+    if bounds is not None and enc["kind"] != "mlp":
+        raise CheckpointError(f"{path}: encoder obs_bounds belong to the mlp encoder, not {enc['kind']!r}")
+    return {
+        "kind": enc["kind"],
+        "image_shape": shape,
+        "pixel_scale": float(scale),
+        "shared": shared,
+        "obs_bounds": bounds,
+    }
 
 
 def read_tensors(ckpt_dir: Path, name: str, meta: dict[str, Any], cap: int | None = None) -> dict[str, torch.Tensor]:
@@ -484,6 +528,7 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         share_encoder=meta["encoder"]["shared"],
         critic_layer_norm=config.critic_layer_norm,
         num_critics=config.n_critics,
+        obs_bounds=meta["encoder"]["obs_bounds"],
     )
 
 

@@ -225,6 +225,13 @@ class Config:
     count_bonus_schedule: Literal["constant", "linear"] = "constant"
     """Scale of the count bonus over the run: constant, or linear decay to 0 at total_steps
     (the bonus pays for exploring early and stops pulling a learnt policy away late)."""
+    count_bonus_timing: Literal["sample", "collect"] = "sample"
+    """When the count bonus is read: ``sample`` adds ``beta / sqrt(n(s'))`` to every replayed
+    transition with the counts of the moment (it shrinks as a state is revisited); ``collect``
+    adds it once, when the transition is stored, with the counts then, and the replay keeps it
+    (DQN-CTS's pseudo-count bonus, Bellemare et al. 2016, arXiv:1606.01868). Only ``collect``
+    combines with n_step > 1: the n-step writer sums stored rewards. The schedule sets beta at
+    the moment of reading."""
     count_bins: int = 16
     """Grid cells per observation dimension of the count bonus (the cells span the
     observation space's bounds)."""
@@ -234,8 +241,8 @@ class Config:
     ends. n > 1 carries a failure back n steps per backup instead of one, at the price of a
     bias from the stale actions in between (no off-policy correction, as SB3's
     NStepReplayBuffer). 1 is the plain one-step target. Not with image observations (their
-    shared-observation replay holds one-step rows) or the count bonus (added per step at
-    sampling time)."""
+    shared-observation replay holds one-step rows), nor with a count bonus read at sampling
+    time (count_bonus_timing = "collect" stores it with the reward, and the n-step sum takes it)."""
     updates_per_step: int = 1
     """Gradient steps per vector step (one step of all num_envs envs). The replay ratio is
     updates_per_step * batch_size / num_envs: replayed samples per collected transition."""
@@ -262,6 +269,12 @@ class Config:
     auto = a convolutional net for image observations (3-D uint8/bool boxes: "nature", Mnih et al.
     2015, for frames of 36x36 and up such as Atari; "minatar", Young & Tian 2019, for small grids
     such as MinAtar's 10x10) and "mlp" (the flat row) for everything else."""
+    obs_rescale: bool = False
+    """Rescale every bounded observation value from the space's ``[low, high]`` to ``[-1, 1]``
+    in the networks' input (Gymnasium's RescaleObservation, inside the model: replay, the count
+    bonus and the env keep the raw values; checkpoints and SB3 export carry the bounds).
+    Unbounded values pass unchanged. For vector observations whose dimensions differ in scale
+    (MountainCar: velocity +-0.07, position -1.2..0.6); not with image encoders."""
     share_encoder: bool = False
     """With a convolutional encoder: the actor reads the critic's encoder features, detached,
     instead of having its own (SAC-AE/DrQ; fewer weights and no actor backward through the
@@ -638,6 +651,10 @@ class Config:
             f"count_bonus must be >= 0 (0 turns it off), got {self.count_bonus}",
         )
         _need(
+            self.count_bonus_timing in ("sample", "collect"),
+            f"count_bonus_timing must be 'sample' or 'collect', got {self.count_bonus_timing!r}",
+        )
+        _need(
             2 <= self.count_bins <= MAX_COUNT_BINS,
             f"count_bins must be in [2, {MAX_COUNT_BINS}], got {self.count_bins}",
         )
@@ -648,9 +665,9 @@ class Config:
         )
         _need(1 <= self.n_step <= MAX_N_STEP, f"n_step must be in [1, {MAX_N_STEP}], got {self.n_step}")
         _need(
-            self.n_step == 1 or self.count_bonus == 0,
-            "n_step > 1 does not combine with the count bonus (a one-step bonus added at sampling time): "
-            "set --n-step 1 or --count-bonus 0",
+            self.n_step == 1 or self.count_bonus == 0 or self.count_bonus_timing == "collect",
+            "n_step > 1 does not combine with a count bonus read at sampling time (a one-step bonus): "
+            "set --count-bonus-timing collect (the bonus stored with the reward), --n-step 1 or --count-bonus 0",
         )
 
     def _check_learning_values(self) -> None:

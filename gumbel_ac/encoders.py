@@ -7,7 +7,8 @@ replay buffer holds one byte per pixel (a 100k-transition replay of 4x84x84 Atar
 2 x 2.8 GB in uint8, 4x that in float32). The encoder turns a row into float features:
 
 * ``mlp`` -- :class:`FlatEncoder`: the row itself as float (uint8 pixels times their scale,
-  1/255 for 0..255 images as SB3's ``preprocess_obs`` does); no parameters.
+  1/255 for 0..255 images as SB3's ``preprocess_obs`` does), optionally rescaled from the
+  observation box to ``[-1, 1]`` (``Config.obs_rescale``); no parameters.
 * ``nature`` -- :class:`NatureEncoder`: the DQN convolution stack of Mnih et al. 2015 (Nature
   518:529; 32 8x8/4, 64 4x4/2, 64 3x3/1, then a 512-unit linear layer), SB3's ``NatureCNN`` and
   CleanRL's ``sac_atari`` encoder. For Atari-sized frames (both sides >= 36 pixels).
@@ -77,19 +78,67 @@ def resolve_kind(requested: str, image_shape: Sequence[int] | None) -> EncoderKi
     return requested  # type: ignore[return-value]
 
 
-class FlatEncoder(nn.Module):
-    """``[B, D]`` -> float ``[B, D]`` (times ``scale`` for integer pixels); no parameters."""
+ObsBounds = tuple[Sequence[float], Sequence[float]]
+"""``(low, high)`` of each value of a flat observation row (``math.inf`` where unbounded)."""
 
-    def __init__(self, obs_dim: int, scale: float = 1.0) -> None:
+
+def rescale_coefficients(bounds: ObsBounds, obs_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mid, inv_half_width)`` of the affine map taking ``[low, high]`` to ``[-1, 1]`` per
+    dimension: ``(x - mid) * inv_half_width`` (Gymnasium's ``RescaleObservation`` with
+    ``min_obs=-1, max_obs=1``). An unbounded dimension (an infinite bound) keeps its value
+    (``mid = 0``, factor 1); a constant one (``low == high``) maps to 0. ``ValueError`` for
+    bounds of the wrong size, NaN bounds, ``low > high`` or no finite dimension at all."""
+    # On the CPU explicitly: the memory budget builds networks under a "meta" default device.
+    low = torch.as_tensor(list(bounds[0]), dtype=torch.float64, device="cpu").reshape(-1)
+    high = torch.as_tensor(list(bounds[1]), dtype=torch.float64, device="cpu").reshape(-1)
+    if low.numel() != obs_dim or high.numel() != obs_dim:
+        raise ValueError(
+            f"observation bounds must have obs_dim={obs_dim} values each, got {low.numel()} and {high.numel()}"
+        )
+    if bool(torch.isnan(low).any() or torch.isnan(high).any()) or bool((low > high).any()):
+        raise ValueError("observation bounds must be numbers with low <= high in every dimension")
+    finite = torch.isfinite(low) & torch.isfinite(high)
+    if not bool(finite.any()):
+        raise ValueError(
+            "obs_rescale has nothing to rescale: every observation dimension is unbounded; "
+            "turn it off (--no-obs-rescale) or wrap the env to bound them (gymnasium.wrappers.ClipObservation)"
+        )
+    width = torch.where(finite, high - low, torch.full_like(low, 2.0))  # 2 / 2: factor 1
+    mid = torch.where(finite, (high + low) / 2, torch.zeros_like(low))
+    inv_half = torch.where(width > 0, 2.0 / width, torch.zeros_like(width))
+    return mid.to(torch.float32), inv_half.to(torch.float32)
+
+
+class FlatEncoder(nn.Module):
+    """``[B, D]`` -> float ``[B, D]`` (times ``scale`` for integer pixels); no parameters.
+
+    With ``bounds`` the rows are also rescaled to ``[-1, 1]`` per dimension
+    (:func:`rescale_coefficients`): MountainCar's velocity spans +-0.07 against a position
+    span of 1.8, and an MLP's first layer, initialised for unit-scale inputs, then barely reads
+    it. The coefficients are buffers derived from the observation space, not learnt and not in
+    the ``state_dict`` (a checkpoint stores the bounds in its manifest).
+    """
+
+    mid_D: torch.Tensor
+    inv_half_D: torch.Tensor
+
+    def __init__(self, obs_dim: int, scale: float = 1.0, bounds: ObsBounds | None = None) -> None:
         super().__init__()
         self.out_dim = int(obs_dim)
         self.scale = float(scale)
+        self.rescale = bounds is not None
+        if bounds is not None:
+            mid, inv_half = rescale_coefficients(bounds, self.out_dim)
+            self.register_buffer("mid_D", mid, persistent=False)
+            self.register_buffer("inv_half_D", inv_half, persistent=False)
 
     def forward(self, obs_BD: torch.Tensor) -> torch.Tensor:
         if obs_BD.is_floating_point():
-            return obs_BD
-        x = obs_BD.float()
-        return x * self.scale if self.scale != 1.0 else x
+            x = obs_BD
+        else:
+            x = obs_BD.float()
+            x = x * self.scale if self.scale != 1.0 else x
+        return (x - self.mid_D) * self.inv_half_D if self.rescale else x
 
 
 def conv_output_elems(convs: nn.Sequential, image_shape: Sequence[int]) -> list[int]:
@@ -177,12 +226,19 @@ class DetachedEncoder(nn.Module):
 
 
 def make_encoder(
-    kind: EncoderKind, obs_dim: int, image_shape: Sequence[int] | None, scale: float
+    kind: EncoderKind,
+    obs_dim: int,
+    image_shape: Sequence[int] | None,
+    scale: float,
+    bounds: ObsBounds | None = None,
 ) -> FlatEncoder | MinAtarEncoder | NatureEncoder:
     """A fresh encoder of ``kind`` for rows of ``obs_dim`` values (``image_shape`` = ``(C, H, W)``
-    with ``C*H*W == obs_dim`` for the convolutional kinds)."""
+    with ``C*H*W == obs_dim`` for the convolutional kinds; ``bounds`` rescales the rows of the
+    ``mlp`` kind to ``[-1, 1]``, :class:`FlatEncoder`)."""
     if kind == "mlp":
-        return FlatEncoder(obs_dim, scale)
+        return FlatEncoder(obs_dim, scale, bounds)
+    if bounds is not None:
+        raise ValueError(f"observation rescaling is for vector observations, not the {kind!r} image encoder")
     if image_shape is None or math.prod(image_shape) != obs_dim:
         raise ValueError(f"encoder {kind!r} needs an image shape whose size is obs_dim={obs_dim}, got {image_shape}")
     if kind == "minatar":
@@ -206,9 +262,11 @@ __all__ = [
     "FlatEncoder",
     "MinAtarEncoder",
     "NatureEncoder",
+    "ObsBounds",
     "conv_activation_elems",
     "conv_output_elems",
     "make_encoder",
     "out_dim",
+    "rescale_coefficients",
     "resolve_kind",
 ]

@@ -107,21 +107,18 @@ class CountBonus:
         self._ones = torch.ones(0, dtype=torch.int64, device=self.device)
 
     @classmethod
-    def for_encoder(cls, space: Any, encode: Any, **kwargs: Any) -> CountBonus:
-        """The bonus over the rows ``encode`` makes from ``space`` (a gumbel_ac
-        :class:`~gumbel_ac.vector.ObsEncoder`): one-hot rows of a ``Discrete`` space lie in
-        [0, 1], ``Box`` rows within the box's bounds times the encoder's scale. Raises
+    def for_encoder(cls, encode: Any, **kwargs: Any) -> CountBonus:
+        """The bonus over the rows ``encode`` makes (a gumbel_ac
+        :class:`~gumbel_ac.vector.ObsEncoder`; :meth:`~gumbel_ac.vector.ObsEncoder.row_bounds`:
+        one-hot rows lie in [0, 1], ``Box`` rows within the box's bounds times the encoder's scale). Raises
         ``ValueError`` for image observations and unbounded boxes."""
         if encode.kind == "image":
             raise ValueError(
                 "the count bonus does not take image observations: a grid over pixels counts every frame as "
                 "new; use it on low-dimensional observations"
             )
-        if encode.kind == "discrete":
-            return cls(np.zeros(encode.dim), np.ones(encode.dim), **kwargs)
-        low = np.broadcast_to(np.asarray(getattr(space, "low", 0.0), dtype=np.float64), space.shape).reshape(-1)
-        high = np.broadcast_to(np.asarray(getattr(space, "high", 1.0), dtype=np.float64), space.shape).reshape(-1)
-        return cls(low * encode.scale, high * encode.scale, **kwargs)
+        low, high = encode.row_bounds()
+        return cls(low, high, **kwargs)
 
     def set_scale(self, scale: float) -> None:
         """Set ``beta`` (>= 0; 0 turns the bonus off without changing the counts)."""

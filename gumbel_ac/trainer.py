@@ -58,7 +58,7 @@ from gumbel_ac.checkpoint import (
 from gumbel_ac.config import Config, ConfigError, merge_resume_config
 from gumbel_ac.distributed import DistContext, SilentLogger, launched_world_size, setup
 from gumbel_ac.distributions import UnsupportedSpaceError
-from gumbel_ac.encoders import EncoderKind, resolve_kind
+from gumbel_ac.encoders import EncoderKind, ObsBounds, rescale_coefficients, resolve_kind
 from gumbel_ac.evaluation import evaluate
 from gumbel_ac.exploration import CountBonus
 from gumbel_ac.fsutil import FolderInUseError, FolderLock
@@ -172,6 +172,25 @@ def _resolve_encoder(config: Config, env: Any) -> EncoderKind:
         raise ConfigError(f"{config.env}: {exc}") from None
 
 
+def _obs_bounds(config: Config, env: Any, encoder: EncoderKind) -> ObsBounds | None:
+    """The rows' ``(low, high)`` the networks rescale from when ``config.obs_rescale`` is on
+    (None when off); a :class:`ConfigError` for image observations or when no dimension is
+    bounded."""
+    if not config.obs_rescale:
+        return None
+    if encoder != "mlp" or env.encode.kind == "image":
+        raise ConfigError(
+            f"obs_rescale on {config.env}: it rescales vector observations, not images "
+            "(their encoder already scales pixels); turn it off: --no-obs-rescale"
+        )
+    low, high = env.encode.row_bounds()
+    try:
+        rescale_coefficients((low, high), env.obs_dim)
+    except ValueError as exc:
+        raise ConfigError(f"obs_rescale on {config.env}: {exc}") from None
+    return low.tolist(), high.tolist()
+
+
 def _make_env_checked(env_id: str, num_envs: int, device: torch.device, **env_kwargs: Any) -> Any:
     """``make_env``, with an unknown id or unsupported spaces turned into a start-up ConfigError."""
     try:
@@ -283,6 +302,7 @@ class _Run:
         probe = _make_env_checked(config.env, 1, device, **config.env_kwargs_dict())
         try:
             encoder = _resolve_encoder(config, probe)
+            obs_bounds = _obs_bounds(config, probe, encoder)
             budget.check_fits(
                 config,
                 probe.obs_dim,
@@ -317,6 +337,7 @@ class _Run:
             share_encoder=config.share_encoder,
             critic_layer_norm=config.critic_layer_norm,
             num_critics=config.n_critics,
+            obs_bounds=obs_bounds,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all
@@ -341,6 +362,8 @@ class _Run:
         )
         self.buffer.save_cap = config.replay_save_cap if config.save_replay else 0
         self.bonus = self._make_bonus()
+        #: The bonus is stored with the reward at collection (else read at sampling time).
+        self.bonus_at_collect = config.count_bonus_timing == "collect"
         self.state = LoopState.fresh(self.env.reset(seed=self.seed), self.seed, device)
         #: What a checkpoint holds, by name; each part has ``state_dict``/``check_state_dict``/
         #: ``load_state_dict``. A Gymnasium numpy env is not among them (not restorable).
@@ -360,7 +383,6 @@ class _Run:
             return None
         try:
             return CountBonus.for_encoder(
-                self.env.single_observation_space,
                 self.env.encode,
                 bins=config.count_bins,
                 scale=config.count_bonus,
@@ -540,11 +562,14 @@ class _Run:
         else:
             action = agent.explore(state.obs, config.act, epsilon=config.act_epsilon, generator=state.generators["act"])
         step = self.env.step(action)
-        dropped = self.buffer.add(
-            state.obs, action, step.reward, step.next_obs, step.terminated, step.valid, step.truncated
-        )
+        reward = step.reward
         if self.bonus is not None:
             self.bonus.observe(step.next_obs, step.valid)
+            if self.bonus_at_collect:  # stored with the reward, this visit counted (n >= 1)
+                if config.count_bonus_schedule != "constant":
+                    self.bonus.set_scale(config.count_bonus_at(state.global_step))
+                reward = reward + self.bonus.bonus(step.next_obs).to(reward.dtype)
+        dropped = self.buffer.add(state.obs, action, reward, step.next_obs, step.terminated, step.valid, step.truncated)
         state.obs = step.obs
         state.rows_added += config.num_envs
         done = step.episode_done.to(state.ep_sums.dtype)
@@ -583,7 +608,7 @@ class _Run:
         """One minibatch and one learner step, its stats added to the window (device only)."""
         gens = self.state.generators
         batch = self.sample(self.config.batch_size, generator=gens["replay"])
-        if self.bonus is not None:  # read at sampling time: it shrinks as the state is revisited
+        if self.bonus is not None and not self.bonus_at_collect:  # shrinks as the state is revisited
             batch = dataclasses.replace(batch, reward_B=batch.reward_B + self.bonus.bonus(batch.next_obs_BD))
         stats = self.learner.step(batch, temperature=temperature, generator=gens["update"])
         self.state.stats_sum.add_(stats.as_tensor())

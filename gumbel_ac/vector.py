@@ -140,11 +140,26 @@ class ObsEncoder:
                 self.pixel_scale = 1.0 / 255.0 if full_range else 1.0
             elif full_range:  # uint8 vectors (SB3's is_image_space test without the 3-D shape)
                 self.scale = 1.0 / 255.0
+            if image is None:
+                low = getattr(space, "low", 0.0)  # MultiBinary rows lie in [0, 1]
+                high = getattr(space, "high", 1.0)
+                self._low = np.broadcast_to(np.asarray(low, dtype=np.float64), space.shape).reshape(-1) * self.scale
+                self._high = np.broadcast_to(np.asarray(high, dtype=np.float64), space.shape).reshape(-1) * self.scale
         else:
             raise UnsupportedSpaceError(
                 f"observation space {space} is not supported: gumbel_ac takes Box or Discrete "
                 "observations (flatten Dict/Tuple observations with gymnasium.wrappers.FlattenObservation)."
             )
+
+    def row_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of each value of a row (float64; infinite where the space is
+        unbounded): one-hot rows lie in [0, 1], ``Box`` rows within the box times ``scale``.
+        ``ValueError`` for image observations, whose rows are frames, not features."""
+        if self.kind == "image":
+            raise ValueError("image observations have no per-feature bounds (their rows are frames)")
+        if self.kind == "discrete":
+            return np.zeros(self.dim), np.ones(self.dim)
+        return self._low.copy(), self._high.copy()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         if self.kind == "discrete":

@@ -176,7 +176,13 @@ def test_minatar_run_saves_and_loads_its_encoder(tmp_path: Path) -> None:
     assert agent.encoder_kind == "minatar" and isinstance(agent.actor.encoder, MinAtarEncoder)
     ckpt = sorted((tmp_path / "mb" / "checkpoints").iterdir())[-1]
     meta = json.loads((ckpt / "meta.json").read_text())
-    assert meta["encoder"] == {"kind": "minatar", "image_shape": [4, 10, 10], "pixel_scale": 1.0, "shared": False}
+    assert meta["encoder"] == {
+        "kind": "minatar",
+        "image_shape": [4, 10, 10],
+        "pixel_scale": 1.0,
+        "shared": False,
+        "obs_bounds": None,
+    }
     meta["encoder"]["image_shape"] = [4, 10, 11]
     (ckpt / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="image_shape"):

@@ -77,16 +77,16 @@ def test_refusals_name_the_problem() -> None:
         CountBonus([0], [1], bins=4, scale=float("nan"))
     frames = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     with pytest.raises(ValueError, match="image observations"):
-        CountBonus.for_encoder(frames, ObsEncoder(frames), bins=4, scale=1.0)
+        CountBonus.for_encoder(ObsEncoder(frames), bins=4, scale=1.0)
 
 
 def test_for_encoder_uses_the_rows_bounds() -> None:
     taxi = gym.spaces.Discrete(6)
-    onehot = CountBonus.for_encoder(taxi, ObsEncoder(taxi), bins=2, scale=1.0)
+    onehot = CountBonus.for_encoder(ObsEncoder(taxi), bins=2, scale=1.0)
     rows = ObsEncoder(taxi)(torch.arange(6))
     assert onehot.cells(rows).unique().numel() == 6  # every state its own cell
     car = gym.make("MountainCar-v0").observation_space
-    bonus = CountBonus.for_encoder(car, ObsEncoder(car), bins=10, scale=1.0)
+    bonus = CountBonus.for_encoder(ObsEncoder(car), bins=10, scale=1.0)
     assert torch.allclose(bonus.low, torch.tensor([-1.2, -0.07]))
     assert bonus.cells(torch.tensor([[0.59, 0.069], [-1.2, -0.07]])).tolist() == [99, 0]
 

@@ -260,6 +260,7 @@ class GumbelAC(OffPolicyAlgorithm):
             encoder=(self.policy_kwargs or {}).get("encoder") or "mlp",
             critic_layer_norm=bool((self.policy_kwargs or {}).get("critic_layer_norm", False)),
             n_critics=int((self.policy_kwargs or {}).get("n_critics", 2)),
+            obs_rescale=bool((self.policy_kwargs or {}).get("obs_rescale", False)),
             alpha=float(self.alpha),
             autotune_alpha=bool(self.autotune_alpha),
             # getattr: models saved before the bounds existed had none.

@@ -27,7 +27,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv
 
-from gumbel_ac.checkpoint import check_spaces_match, load_run, save_checkpoint, write_json_atomic
+from gumbel_ac.checkpoint import CheckpointError, check_spaces_match, load_run, save_checkpoint, write_json_atomic
 from gumbel_ac.sb3.algorithm import GumbelAC
 from gumbel_ac.vector import describe_spaces
 
@@ -169,9 +169,16 @@ def from_checkpoint(
         params["policy_kwargs"]["critic_layer_norm"] = True
     if cfg.n_critics != 2:
         params["policy_kwargs"]["n_critics"] = cfg.n_critics
+    if loaded.agent.obs_bounds is not None:
+        params["policy_kwargs"]["obs_rescale"] = True
     params.update(kwargs)
     model = GumbelAC("MlpPolicy", env, device=device, **params)
     check_spaces_match(loaded.meta, describe_spaces(model.observation_space, model.action_space), env_name)
     agent = model.policy.agent
+    if agent.obs_bounds != loaded.agent.obs_bounds:
+        raise CheckpointError(
+            f"{path}: the policy rescales observations from the bounds {loaded.agent.obs_bounds}, but "
+            f"{env_name}'s observation space has {agent.obs_bounds}; load it with an env of the same bounds"
+        )
     agent.load_state_dict(loaded.agent.state_dict())
     return model

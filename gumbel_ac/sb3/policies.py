@@ -149,6 +149,9 @@ class GumbelACPolicy(BasePolicy):
         critic_layer_norm: layer norm before every hidden ReLU of the critics (our
             ``Config.critic_layer_norm``).
         n_critics: critics in the ensemble (SB3's SAC policy keyword; our ``Config.n_critics``).
+        obs_rescale: rescale each bounded observation value from the space's bounds to
+            ``[-1, 1]`` inside the networks (our ``Config.obs_rescale``); MlpPolicy, vector
+            observations only.
 
     The learning rates and ``autotune_alpha`` belong to the algorithm's learner.
     """
@@ -171,6 +174,7 @@ class GumbelACPolicy(BasePolicy):
         encoder: str | None = None,
         critic_layer_norm: bool = False,
         n_critics: int = 2,
+        obs_rescale: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -195,6 +199,7 @@ class GumbelACPolicy(BasePolicy):
         self.encoder = encoder
         self.critic_layer_norm = bool(critic_layer_norm)
         self.n_critics = int(n_critics)
+        self.obs_rescale = bool(obs_rescale)
         #: The native trainer's observation rows (image frames as channel-first uint8), used
         #: instead of SB3's preprocessing when ``encoder`` is set.
         self.native_obs: ObsEncoder | None = None
@@ -213,6 +218,26 @@ class GumbelACPolicy(BasePolicy):
         """True for the flatten path (MlpPolicy): ``agent`` is exactly a native Agent."""
         return self.features_extractor_class is FlattenExtractor
 
+    def _obs_bounds(self) -> tuple[list[float], list[float]] | None:
+        """The flat rows' ``(low, high)`` when ``obs_rescale`` is on (the native trainer's:
+        :meth:`~gumbel_ac.vector.ObsEncoder.row_bounds`), else None."""
+        if not self.obs_rescale:
+            return None
+        if not self.is_plain:
+            raise ValueError(
+                f"obs_rescale rescales the flat observation rows of MlpPolicy, not the features of "
+                f"{self.features_extractor_class.__name__}; drop obs_rescale or use MlpPolicy"
+            )
+        rows = self.native_obs if self.native_obs is not None else ObsEncoder(self.observation_space)
+        try:
+            low, high = rows.row_bounds()
+        except ValueError as exc:
+            raise ValueError(f"obs_rescale: {exc}; drop obs_rescale for image observations") from None
+        if self.native_obs is None and rows.scale != 1.0:
+            # SB3's preprocess_obs divides only 3-D image boxes by 255: uint8 vectors stay 0..255.
+            low, high = low / rows.scale, high / rows.scale
+        return low.tolist(), high.tolist()
+
     def _build(self) -> None:
         extractor = self.make_features_extractor()
         native = self.native_obs
@@ -227,6 +252,7 @@ class GumbelACPolicy(BasePolicy):
             pixel_scale=1.0 if native is None else native.pixel_scale,
             critic_layer_norm=self.critic_layer_norm,
             num_critics=self.n_critics,
+            obs_bounds=self._obs_bounds(),
         )
         if self.alpha_init == 0:
             # As the native trainer: alpha = 0 means no entropy term at all.
@@ -259,6 +285,7 @@ class GumbelACPolicy(BasePolicy):
                 encoder=self.encoder,
                 critic_layer_norm=self.critic_layer_norm,
                 n_critics=self.n_critics,
+                obs_rescale=self.obs_rescale,
             )
         )
         return data
