@@ -268,7 +268,7 @@ def test_acrobot_preset_applies_to_gymnasiums_id_and_ours() -> None:
         assert acrobot.updates_per_step == Config().updates_per_step  # c1: no extra updates
 
 
-def test_mountaincar_preset_turns_on_the_count_bonus_and_greedy_acting() -> None:
+def test_mountaincar_preset_turns_on_the_count_bonus_greedy_acting_and_rescaling() -> None:
     for env_id in ("MountainCar-v0", "gumbel_ac/MountainCar-v0"):
         car = Config(env=env_id).validate()
         assert (car.preset, car.count_bonus, car.count_bins, car.act, car.updates_per_step) == (
@@ -278,7 +278,9 @@ def test_mountaincar_preset_turns_on_the_count_bonus_and_greedy_acting() -> None
             "mode",
             2,
         )
+        assert (car.obs_rescale, car.count_bonus_timing, car.n_step) == (True, "collect", 1)
         assert (car.gamma, car.hidden_sizes) == (Config().gamma, Config().hidden_sizes)
+    assert Config.with_overrides(env="MountainCar-v0", obs_rescale=False).validate().obs_rescale is False
     assert Config(env="MountainCar-v0", preset="none").validate().count_bonus == 0.0
     assert Config(env="MountainCar-v0", count_bonus=1.0).validate().count_bonus == 1.0
 
