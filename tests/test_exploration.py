@@ -18,13 +18,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from run_cases import assert_resumed_run_equals_whole, tiny_config
 
 import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ env ids)
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.exploration import CountBonus
 from gumbel_ac.learner import Learner
-from gumbel_ac.logger import read_metrics, without_wall_clock
-from gumbel_ac.trainer import resume_config, train
+from gumbel_ac.logger import read_metrics
+from gumbel_ac.trainer import train
 from gumbel_ac.vector import ObsEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,24 +105,7 @@ def test_state_dict_round_trip_and_refusals() -> None:
 
 
 def _small(tmp_path: Path, **kw: Any) -> Config:
-    base: dict[str, Any] = dict(
-        env="gumbel_ac/MountainCar-v0",
-        num_envs=8,
-        learning_starts=200,
-        batch_size=64,
-        log_every=400,
-        checkpoint_every=800,
-        eval_every=1600,
-        eval_episodes=1,
-        final_eval_episodes=1,
-        progress=False,
-        count_bonus=2.0,
-        count_bins=8,
-        runs_dir=str(tmp_path),
-        preset="none",
-    )
-    base.update(kw)
-    return Config(**base)
+    return tiny_config(tmp_path, **{"count_bonus": 2.0, "count_bins": 8, **kw})
 
 
 @pytest.mark.parametrize("schedule", ["constant", "linear"])
@@ -160,12 +144,7 @@ def test_learner_gets_the_reward_plus_the_bonus_of_the_moment(
 
 
 def test_run_with_bonus_resumes_bit_for_bit(tmp_path: Path) -> None:
-    train(_small(tmp_path, total_steps=3200, run_name="ref"))
-    train(_small(tmp_path, total_steps=1600, run_name="cut"))
-    train(resume_config(tmp_path / "cut", total_steps=3200))
-    a = without_wall_clock(read_metrics(tmp_path / "ref" / "metrics.jsonl"))
-    b = without_wall_clock(read_metrics(tmp_path / "cut" / "metrics.jsonl"))
-    assert a == b
+    assert_resumed_run_equals_whole(tmp_path, count_bonus=2.0, count_bins=8)
 
 
 def test_unbounded_observations_are_one_error(tmp_path: Path) -> None:

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from run_cases import assert_resumed_run_equals_whole
 
 import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ env ids)
 from gumbel_ac.agent import make_agent
 from gumbel_ac.buffer import ReplayBuffer, SharedObsReplayBuffer
-from gumbel_ac.checkpoint import list_checkpoints
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec
-from gumbel_ac.logger import read_metrics, without_wall_clock
 from gumbel_ac.losses import Batch, critic_target
-from gumbel_ac.trainer import resume_config, train
 
 
 def _script(num_envs: int, steps: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -231,28 +228,7 @@ def test_sb3_gumbel_ac_trains_with_nstep_discounts() -> None:
 def test_nstep_run_resumed_from_a_checkpoint_equals_the_whole_run(tmp_path: Path) -> None:
     """On our torch CartPole every piece of state is restorable: a 3-step run stopped at its
     end and resumed for longer must equal the longer run bit for bit (pending steps included)."""
-    base = dict(
-        env="gumbel_ac/CartPole-v1",
-        num_envs=8,
-        learning_starts=200,
-        batch_size=64,
-        log_every=400,
-        checkpoint_every=800,
-        eval_every=1600,
-        eval_episodes=2,
-        final_eval_episodes=2,
-        progress=False,
-        n_step=3,
-        runs_dir=str(tmp_path),
+    assert_resumed_run_equals_whole(
+        tmp_path, env="gumbel_ac/CartPole-v1", preset="auto", eval_episodes=2, final_eval_episodes=2, n_step=3
     )
-    train(Config(**base, total_steps=3200, run_name="whole"))  # type: ignore[arg-type]
-    train(Config(**base, total_steps=1600, run_name="part"))  # type: ignore[arg-type]
-    result = train(resume_config(tmp_path / "part", total_steps=3200))
-    assert not result.interrupted
-    ra = without_wall_clock(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
-    rb = without_wall_clock(read_metrics(tmp_path / "part" / "metrics.jsonl"))
-    assert ra == rb
-    wa = load_file(list_checkpoints(tmp_path / "whole")[-1] / "model.safetensors")
-    wb = load_file(list_checkpoints(tmp_path / "part")[-1] / "model.safetensors")
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert json.loads((tmp_path / "whole" / "config.json").read_text())["n_step"] == 3
+    assert json.loads((tmp_path / "ref" / "config.json").read_text())["n_step"] == 3

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from run_cases import assert_resumed_run_equals_whole, tiny_config
 
 import gumbel_ac.envs  # noqa: F401  (registers the gumbel_ac/ env ids)
 from gumbel_ac.buffer import ReplayBuffer
@@ -27,8 +28,7 @@ from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.encoders import FlatEncoder, make_encoder, rescale_coefficients
 from gumbel_ac.exploration import CountBonus
 from gumbel_ac.learner import Learner
-from gumbel_ac.logger import read_metrics, without_wall_clock
-from gumbel_ac.trainer import resume_config, train
+from gumbel_ac.trainer import train
 from gumbel_ac.vector import ObsEncoder
 
 CAR_LOW, CAR_HIGH = [-1.2, -0.07], [0.6, 0.07]
@@ -78,27 +78,8 @@ def test_row_bounds_follow_the_rows() -> None:
         ObsEncoder(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)).row_bounds()
 
 
-def _small(tmp_path: Path, **kw: Any) -> Config:
-    base: dict[str, Any] = dict(
-        env="gumbel_ac/MountainCar-v0",
-        num_envs=8,
-        learning_starts=200,
-        batch_size=64,
-        log_every=400,
-        checkpoint_every=800,
-        eval_every=1600,
-        eval_episodes=1,
-        final_eval_episodes=1,
-        progress=False,
-        runs_dir=str(tmp_path),
-        preset="none",
-    )
-    base.update(kw)
-    return Config(**base)
-
-
 def test_run_saves_and_reloads_its_bounds(tmp_path: Path) -> None:
-    train(_small(tmp_path, total_steps=800, run_name="r", obs_rescale=True))
+    train(tiny_config(tmp_path, total_steps=800, run_name="r", obs_rescale=True))
     loaded = load_run(tmp_path / "r")
     assert loaded.agent.obs_bounds is not None
     assert np.allclose(loaded.agent.obs_bounds[0], CAR_LOW) and np.allclose(loaded.agent.obs_bounds[1], CAR_HIGH)
@@ -119,8 +100,8 @@ def test_run_saves_and_reloads_its_bounds(tmp_path: Path) -> None:
 
 
 def test_rescaling_changes_what_the_networks_see(tmp_path: Path) -> None:
-    train(_small(tmp_path, total_steps=800, run_name="plain"))
-    train(_small(tmp_path, total_steps=800, run_name="scaled", obs_rescale=True))
+    train(tiny_config(tmp_path, total_steps=800, run_name="plain"))
+    train(tiny_config(tmp_path, total_steps=800, run_name="scaled", obs_rescale=True))
     plain, scaled = load_run(tmp_path / "plain").agent, load_run(tmp_path / "scaled").agent
     assert plain.obs_bounds is None
     # Same seed, same initial weights: the first layer sees the rows, or the rows rescaled.
@@ -131,9 +112,9 @@ def test_rescaling_changes_what_the_networks_see(tmp_path: Path) -> None:
 
 def test_images_and_unbounded_rows_are_one_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="obs_rescale on gumbel_ac/MinAtar-Breakout-v1: .*not images"):
-        train(_small(tmp_path, env="gumbel_ac/MinAtar-Breakout-v1", total_steps=400, obs_rescale=True))
+        train(tiny_config(tmp_path, env="gumbel_ac/MinAtar-Breakout-v1", total_steps=400, obs_rescale=True))
     # CartPole's velocities are unbounded: they pass, its position and angle are rescaled.
-    train(_small(tmp_path, env="gumbel_ac/CartPole-v1", total_steps=400, run_name="cp", obs_rescale=True))
+    train(tiny_config(tmp_path, env="gumbel_ac/CartPole-v1", total_steps=400, run_name="cp", obs_rescale=True))
     bounds = load_run(tmp_path / "cp").agent.obs_bounds
     assert bounds is not None and [math.isfinite(v) for v in bounds[0]] == [True, False, True, False]
 
@@ -192,7 +173,9 @@ def test_bonus_at_collection_is_stored_with_the_reward(
     monkeypatch.setattr(CountBonus, "for_encoder", classmethod(make))
     monkeypatch.setattr(ReplayBuffer, "add", add)
     monkeypatch.setattr(Learner, "step", step)
-    cfg = _small(tmp_path, total_steps=400, count_bonus=beta, count_bins=8, count_bonus_timing="collect", n_step=n_step)
+    cfg = tiny_config(
+        tmp_path, total_steps=400, count_bonus=beta, count_bins=8, count_bonus_timing="collect", n_step=n_step
+    )
     train(cfg)
     assert len(added) == 400 // 8 and sampled
     stored = torch.cat(added)
@@ -206,13 +189,9 @@ def test_bonus_at_collection_is_stored_with_the_reward(
 
 
 def test_collect_timing_with_n_step_resumes_bit_for_bit(tmp_path: Path) -> None:
-    kw: dict[str, Any] = dict(count_bonus=2.0, count_bins=8, count_bonus_timing="collect", n_step=3, obs_rescale=True)
-    train(_small(tmp_path, total_steps=3200, run_name="ref", **kw))
-    train(_small(tmp_path, total_steps=1600, run_name="cut", **kw))
-    train(resume_config(tmp_path / "cut", total_steps=3200))
-    a = without_wall_clock(read_metrics(tmp_path / "ref" / "metrics.jsonl"))
-    b = without_wall_clock(read_metrics(tmp_path / "cut" / "metrics.jsonl"))
-    assert a == b
+    assert_resumed_run_equals_whole(
+        tmp_path, count_bonus=2.0, count_bins=8, count_bonus_timing="collect", n_step=3, obs_rescale=True
+    )
 
 
 def test_sampling_timing_still_refuses_n_step() -> None:
