@@ -93,7 +93,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # IQM final: s1 m1 + observations rescaled to [-1, 1] (obs_rescale) -136.4; s2 s1 + the
     # bonus stored at collection (count_bonus_timing="collect") -121.0; s3 s2 + n_step 3
     # -127.2; s5 s2 with bonus 1 -130.1; s6 s2 with the bonus decayed linearly -128.0; s7 s2
-    # with (256, 256) networks -131.3; s8 s2 with 4 updates per step -148.6. Adopted: s2
+    # with (256, 256) networks -131.3; s8 s2 with 4 updates per step -148.6; later s9 batch 256
+    # -125.2, s10 a final Polyak rate of 0.02 -132.8. Adopted: s2
     # (docs/data/preset_tuning_mountaincar3.json.gz; docs/results.md "Presets").
     **{
         env_id: {
