@@ -564,10 +564,10 @@ class _Run:
         step = self.env.step(action)
         reward = step.reward
         if self.bonus is not None:
+            if config.count_bonus_schedule != "constant":  # beta of this step, read here or in the update
+                self.bonus.set_scale(config.count_bonus_at(state.global_step))
             self.bonus.observe(step.next_obs, step.valid)
             if self.bonus_at_collect:  # stored with the reward, this visit counted (n >= 1)
-                if config.count_bonus_schedule != "constant":
-                    self.bonus.set_scale(config.count_bonus_at(state.global_step))
                 reward = reward + self.bonus.bonus(step.next_obs).to(reward.dtype)
         dropped = self.buffer.add(state.obs, action, reward, step.next_obs, step.terminated, step.valid, step.truncated)
         state.obs = step.obs
@@ -593,8 +593,6 @@ class _Run:
         temperature = config.temperature_at(state.global_step)
         self.learner.optimizer.lr_scale = config.lr_scale_at(state.global_step)
         self.learner.target_update_rate = config.target_update_rate_at(state.global_step)
-        if self.bonus is not None and config.count_bonus_schedule != "constant":
-            self.bonus.set_scale(config.count_bonus_at(state.global_step))
         if self.graphed:
             self.temperature_t.fill_(temperature)  # a kernel with a host scalar: no sync
         for _ in range(config.updates_per_step):
