@@ -98,8 +98,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (docs/data/preset_tuning_mountaincar3.json.gz; docs/results.md "Presets").
     # A fourth search against the late swings of s2's evaluations (same seeds): learning rates
     # decayed to 0 -145.4, n_step 2 -122.8, critic lr 1e-3 -138.8, 1 update per step -138.6,
-    # actor lr 1e-3 -124.7, q_clip 0.5 -129.9, and two probes of a patched trainer taking the bonus out of the
-    # targets by the end, -138.2 and -124.7: s2 stays (docs/data/preset_tuning_mountaincar4.json.gz).
+    # actor lr 1e-3 -124.7, q_clip 0.5 -129.9, and two probes of a patched trainer taking the
+    # bonus out of the targets by the end, -138.2 and -124.7: s2 stays
+    # (docs/data/preset_tuning_mountaincar4.json.gz).
     **{
         env_id: {
             "count_bonus": 3.0,
