@@ -323,6 +323,11 @@ class Config:
     than q_clip from its target network. None: off. Must be > 0 (in reward units). Measured on
     CartPole (docs/results.md, "Staying solved"): 0.5, alone or with target_q_reduce="mean",
     kept fewer tuning seeds solved than the defaults, so it is not part of them."""
+    huber_delta: float | None = None
+    """The critic loss's Huber threshold: per sample, 0.5 * error^2 up to this error and linear
+    beyond it (DQN's error clipping, Mnih et al. 2015; SB3's DQN uses smooth_l1_loss, i.e. 1.0),
+    so one large TD error moves a critic by a bounded step. None: the squared error (SAC, SB3's
+    SAC). Must be > 0 (in reward units)."""
     target_entropy_ratio: float = 0.1
     """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
     discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
@@ -705,6 +710,11 @@ class Config:
             )
         if self.q_clip is not None:
             _need(self._finite("q_clip") > 0.0, f"q_clip must be > 0 (or None: off), got {self.q_clip}")
+        if self.huber_delta is not None:
+            _need(
+                self._finite("huber_delta") > 0.0,
+                f"huber_delta must be > 0 (or None: the squared error), got {self.huber_delta}",
+            )
         if self.alpha_min is not None:
             _need(self._finite("alpha_min") > 0.0, f"alpha_min must be > 0, got {self.alpha_min}")
             _need(

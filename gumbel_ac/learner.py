@@ -102,6 +102,7 @@ class Learner:
         target_q_reduce: str = "min",
         q_clip: float | None = None,
         target_critics: int | None = None,
+        huber_delta: float | None = None,
     ) -> None:
         self.agent = agent
         #: REDQ's in-target subset of the critic ensemble (``Config.target_critics``; None: all).
@@ -114,6 +115,8 @@ class Learner:
         #: Q-clip (:mod:`gumbel_ac.losses`; ``Config.target_q_reduce``, ``Config.q_clip``).
         self.target_q_reduce = str(target_q_reduce)
         self.q_clip: float | None = None if q_clip is None else float(q_clip)
+        #: The critic loss's Huber threshold (``Config.huber_delta``; None: squared error).
+        self.huber_delta: float | None = None if huber_delta is None else float(huber_delta)
         #: ``None``: the joint action set is enumerated (exact target); else the number of
         #: sampled next actions per transition (no tensor grows with the joint action count).
         self.target_samples: int | None = (
@@ -178,6 +181,7 @@ class Learner:
             target_q_reduce=config.target_q_reduce,
             q_clip=config.q_clip,
             target_critics=config.target_critics,
+            huber_delta=config.huber_delta,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -315,6 +319,7 @@ class Learner:
             target_reduce=self.target_q_reduce,
             q_clip=self.q_clip,
             target_critics=self.target_critics,
+            huber_delta=self.huber_delta,
         )
         total.backward()
         # A non-finite loss poisons the gradient (inf * 0 = nan), so one check of the gradient

@@ -18,6 +18,9 @@ ensemble's mean (REDQ, Chen et al. 2021, arXiv:2101.05982).
 ``max((Q - y)^2, (Q' + clip(Q - Q', -c, c) - y)^2)`` with ``Q'`` the target critic at the same
 ``(s, a)`` -- the "double average Q-learning with Q-clip" of Zhou et al. 2022
 (arXiv:2209.10081), which adapts PPO's value clipping (Schulman et al. 2017) to the critic.
+``huber_delta=d`` replaces the squared error ``0.5 e^2`` by the Huber loss of ``e`` (equal to it
+for ``|e| <= d``, ``d * (|e| - d / 2)`` beyond): a sample's gradient is at most ``d`` in size, as
+in DQN (Mnih et al. 2015, "error clipping"; SB3's DQN uses ``smooth_l1_loss``, ``d = 1``).
 
 Actor loss: ``-(estimator surrogate of min_i Q_i(s, a)) - alpha * H(pi(.|s))``; only the
 estimator changes between variants (:mod:`gumbel_ac.estimators`).
@@ -188,6 +191,7 @@ def critic_loss(
     target_B: torch.Tensor,
     feat_BF: torch.Tensor | None = None,
     q_clip: float | None = None,
+    huber_delta: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``sum_i 0.5 * mean_B (Q_i(s, a) - y)^2`` and the mean Q (for logging). ``feat_BF``: the
     critic encoder's features of ``batch.obs`` (with their graph), when the caller has them.
@@ -197,18 +201,29 @@ def critic_loss(
     ``(s, a)`` (Zhou et al. 2022, arXiv:2209.10081): where ``Q_i`` has moved more than ``c``
     from ``Q'_i`` and the clipped value is the worse fit, the sample's gradient is zero, so a
     step cannot push the critic further from its target network than ``c``.
+
+    ``huber_delta=d``: each sample's ``0.5 e^2`` becomes ``huber_d(e)`` (quadratic within ``d``,
+    linear beyond it), so one large TD error moves the critic by a bounded step. With both, the
+    Huber loss is taken of the larger of the two errors (it grows with ``|e|``, so this is the
+    larger of the two losses, as ``q_clip`` asks).
     """
     if feat_BF is None:
         feat_BF = agent.critic.encode(batch.obs_BD)
     action_BK = agent.spec.onehot(batch.action_BH, dtype=feat_BF.dtype)
     q_2B = agent.critic.q(feat_BF, action_BK)
-    sq_2B = (q_2B - target_B).pow(2)
+    err_2B = (q_2B - target_B).abs()
     if q_clip is not None:
         with torch.no_grad():
             q_old_2B = agent.critic_target.q(agent.critic_target.encode(batch.obs_BD), action_BK)
         clipped_2B = q_old_2B + (q_2B - q_old_2B).clamp(-q_clip, q_clip)
-        sq_2B = torch.maximum(sq_2B, (clipped_2B - target_B).pow(2))
-    loss = 0.5 * sq_2B.mean(dim=1).sum()
+        err_2B = torch.maximum(err_2B, (clipped_2B - target_B).abs())
+    if huber_delta is None:
+        per_sample_2B = 0.5 * err_2B.pow(2)
+    else:
+        # Huber: 0.5 e^2 up to delta, then linear with slope delta (continuous at delta).
+        quad_2B = err_2B.clamp(max=huber_delta)
+        per_sample_2B = 0.5 * quad_2B.pow(2) + huber_delta * (err_2B - quad_2B)
+    loss = per_sample_2B.mean(dim=1).sum()
     return loss, q_2B.detach().mean()
 
 
@@ -255,6 +270,7 @@ def compute_losses(
     target_reduce: str = "min",
     q_clip: float | None = None,
     target_critics: int | None = None,
+    huber_delta: float | None = None,
 ) -> tuple[torch.Tensor, UpdateStats]:
     """The step's total loss (critic + actor [+ alpha]) and its statistics.
 
@@ -262,6 +278,7 @@ def compute_losses(
     and the Q-clip of the critic loss (module docstring; defaults: clipped double Q, no clip).
     ``target_critics=M`` (REDQ): the target combines ``M`` critics drawn from the ensemble per
     update and the actor's objective is the mean of all (Chen et al. 2021, Alg. 1).
+    ``huber_delta``: the critic loss's Huber threshold (``None``: squared error).
 
     ``target_samples=None``: the joint action set is small, and the critic target and the
     estimators enumerate it (exact). ``target_samples=N``: nothing enumerates -- the target
@@ -294,7 +311,7 @@ def compute_losses(
     # The critic encodes the states once: with its graph for the critic loss, detached for the
     # actor's objective (a convolutional encoder is most of an update's cost on images).
     feat_BF = agent.critic.encode(batch.obs_BD)
-    c_loss, q_mean = critic_loss(agent, batch, target_B, feat_BF, q_clip=q_clip)
+    c_loss, q_mean = critic_loss(agent, batch, target_B, feat_BF, q_clip=q_clip, huber_delta=huber_delta)
     a_loss, entropy = actor_loss(
         agent,
         batch.obs_BD,

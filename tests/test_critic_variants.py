@@ -1,6 +1,6 @@
-"""The critic's two variants of Zhou et al. 2022 (arXiv:2209.10081) against hand computation:
-the double-average target (mean of the two target critics instead of their minimum) and the
-Q-clip of the critic loss, value and gradient."""
+"""The critic's variants against hand computation: Zhou et al. 2022's (arXiv:2209.10081)
+double-average target (mean of the two target critics instead of their minimum) and Q-clip of
+the critic loss, and DQN's Huber critic loss (Mnih et al. 2015), value and gradient."""
 
 from __future__ import annotations
 
@@ -99,6 +99,75 @@ def test_q_clip_large_enough_is_the_plain_loss() -> None:
     plain, _ = critic_loss(agent, batch, y)
     wide, _ = critic_loss(agent, batch, y, q_clip=1e6)
     assert wide.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_huber_loss_value_and_gradient_by_hand() -> None:
+    agent, batch = _agent(), three_row_batch()
+    action = torch.eye(3)[batch.action_BH[:, 0]]
+    with torch.no_grad():
+        q = agent.critic(batch.obs_BD, action)  # [2, B]
+    d = 0.75
+    # Errors on both sides of the threshold and of zero: -2, +0.5 and +3 from the critics' mean.
+    y = q.mean(0) + torch.tensor([2.0, -0.5, -3.0])
+    e = q - y
+    assert ((e.abs() > d).any() and (e.abs() <= d).any()).item()
+    by_hand = torch.where(e.abs() <= d, 0.5 * e**2, d * (e.abs() - 0.5 * d))
+    loss, _ = critic_loss(agent, batch, y, huber_delta=d)
+    assert loss.item() == pytest.approx(by_hand.mean(1).sum().item(), rel=1e-6)
+    # torch's own Huber loss (mean over the batch, summed over the critics) agrees.
+    reference = sum(torch.nn.functional.huber_loss(q[i], y, delta=d) for i in range(2))
+    assert loss.item() == pytest.approx(float(reference), rel=1e-6)
+    # A threshold above every error is the plain squared error.
+    plain, _ = critic_loss(agent, batch, y)
+    wide, _ = critic_loss(agent, batch, y, huber_delta=1e6)
+    assert wide.item() == pytest.approx(plain.item(), rel=1e-6)
+
+    # The gradient w.r.t. Q, through critic_loss itself: e / B within d, d * sign(e) / B beyond.
+    captured: list[torch.Tensor] = []
+    online_q = agent.critic.q
+
+    def q_keeping_grad(*args: object, **kwargs: object) -> torch.Tensor:
+        out = online_q(*args, **kwargs)  # type: ignore[arg-type]
+        out.retain_grad()
+        captured.append(out)
+        return out
+
+    agent.critic.q = q_keeping_grad  # type: ignore[method-assign]
+    code_loss, _ = critic_loss(agent, batch, y, huber_delta=d)
+    code_loss.backward()
+    assert len(captured) == 1 and captured[0].grad is not None
+    expected = torch.where(e.abs() <= d, e, d * e.sign()) / 3
+    assert torch.allclose(captured[0].grad, expected, atol=1e-6)
+    assert captured[0].grad.abs().max().item() <= d / 3 + 1e-7  # no sample's step exceeds d / B
+
+
+def test_huber_with_q_clip_takes_the_larger_error() -> None:
+    agent, batch = _agent(), three_row_batch()
+    action = torch.eye(3)[batch.action_BH[:, 0]]
+    with torch.no_grad():
+        q = agent.critic(batch.obs_BD, action)
+        q_old = agent.critic_target(batch.obs_BD, action)
+    c = float((q - q_old).abs().flatten().median())
+    d = 0.5
+    y = q.mean(0) + torch.tensor([5.0, -5.0, 0.0])
+    clipped = q_old + (q - q_old).clamp(-c, c)
+    err = torch.maximum((q - y).abs(), (clipped - y).abs())
+    by_hand = torch.where(err <= d, 0.5 * err**2, d * (err - 0.5 * d))
+    loss, _ = critic_loss(agent, batch, y, q_clip=c, huber_delta=d)
+    assert loss.item() == pytest.approx(by_hand.mean(1).sum().item(), rel=1e-6)
+
+
+def test_huber_delta_reaches_the_learner_and_is_checked() -> None:
+    from gumbel_ac.learner import Learner
+
+    with pytest.raises(ConfigError, match="huber_delta must be > 0"):
+        Config(huber_delta=0.0).validate()
+    with pytest.raises(ConfigError, match="huber_delta"):
+        Config(huber_delta=float("nan")).validate()
+    agent = _agent()
+    learner = Learner.from_config(agent, Config(huber_delta=2.0).validate())
+    assert learner.huber_delta == 2.0
+    assert Learner.from_config(agent, Config().validate()).huber_delta is None
 
 
 def test_q_clip_and_reduce_values_are_checked() -> None:

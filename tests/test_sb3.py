@@ -281,6 +281,11 @@ def test_sb3_critic_variants_reach_the_learner_and_the_config() -> None:
     model.learn(300)  # the learner's step runs with both
     with pytest.raises(ConfigError, match="q_clip must be > 0"):
         tiny_model(q_clip=0.0)
+    assert default.learner.huber_delta is None
+    huber = tiny_model(huber_delta=1.0)
+    assert (huber.learner.huber_delta, huber.to_config().huber_delta) == (1.0, 1.0)
+    with pytest.raises(ConfigError, match="huber_delta must be > 0"):
+        tiny_model(huber_delta=-1.0)
 
 
 def test_bad_hyperparameters_are_config_errors() -> None:

@@ -102,6 +102,8 @@ class GumbelAC(OffPolicyAlgorithm):
         target_q_reduce, q_clip: the critic target's combination of the two target critics
             ("min" or "mean") and the critic loss's Q-clip (``None``: off), as
             ``Config.target_q_reduce``/``Config.q_clip`` (Zhou et al. 2022; defaults: the same).
+        huber_delta: the critic loss's Huber threshold (``None``: squared error), as
+            ``Config.huber_delta``.
         target_critics: REDQ's in-target subset of the critic ensemble (``Config.target_critics``;
             the ensemble's size is the policy keyword ``n_critics``, as in SB3's SAC).
         target_entropy_ratio: see :class:`~gumbel_ac.config.Config`.
@@ -150,6 +152,7 @@ class GumbelAC(OffPolicyAlgorithm):
         alpha_min: float | None = Config.alpha_min,
         target_q_reduce: str = Config.target_q_reduce,
         q_clip: float | None = Config.q_clip,
+        huber_delta: float | None = Config.huber_delta,
         target_critics: int | None = Config.target_critics,
         target_entropy_ratio: float = 0.1,
         gumbel_temperature: float = 0.6,
@@ -212,6 +215,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.alpha_min = alpha_min
         self.target_q_reduce = target_q_reduce
         self.q_clip = q_clip
+        self.huber_delta = huber_delta
         self.target_critics = target_critics
         self.target_entropy_ratio = target_entropy_ratio
         self.gumbel_temperature = gumbel_temperature
@@ -269,6 +273,7 @@ class GumbelAC(OffPolicyAlgorithm):
             # getattr: models saved before these options existed trained with min and no clip.
             target_q_reduce=str(getattr(self, "target_q_reduce", "min")),
             q_clip=_optional_float(getattr(self, "q_clip", None)),
+            huber_delta=_optional_float(getattr(self, "huber_delta", None)),
             target_critics=_optional_int(getattr(self, "target_critics", None)),
             target_entropy_ratio=float(self.target_entropy_ratio),
             # getattr: models saved before SB3 had n-step returns used one-step ones.

@@ -152,6 +152,7 @@ def from_checkpoint(
         alpha_min=cfg.alpha_min,
         target_q_reduce=cfg.target_q_reduce,
         q_clip=cfg.q_clip,
+        huber_delta=cfg.huber_delta,
         target_critics=cfg.target_critics,
         target_entropy_ratio=cfg.target_entropy_ratio,
         gumbel_temperature=cfg.gumbel_temperature,
