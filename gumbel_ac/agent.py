@@ -97,6 +97,9 @@ class Agent(nn.Module):
             REDQ's ``N``).
         obs_bounds: ``(low, high)`` of the observation rows: every network's encoder rescales
             them to ``[-1, 1]`` (``Config.obs_rescale``; the "mlp" encoder only). None: as they are.
+        actor_average: keep :attr:`actor_average`, an averaged copy of the actor that
+            evaluation and deployment act with (``Config.actor_average_rate``; the learner
+            updates it). It starts equal to the actor.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Agent(nn.Module):
         critic_layer_norm: bool = False,
         num_critics: int = 2,
         obs_bounds: ObsBounds | None = None,
+        actor_average: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -153,6 +157,12 @@ class Agent(nn.Module):
         self.critic = critic
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
+        #: The averaged actor (no gradient), or None. With a shared encoder its encoder reads the
+        #: critic's, as the actor's does (the memo keeps that reference instead of copying it).
+        self.actor_average: Actor | None = None
+        if actor_average:
+            memo = {id(critic.encoder): critic.encoder}
+            self.actor_average = copy.deepcopy(self.actor, memo).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha) if alpha > 0 else -math.inf))
         self.target_entropy = float(target_entropy)
 
@@ -185,9 +195,14 @@ class Agent(nn.Module):
         *,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        averaged: bool = False,
     ) -> torch.Tensor:
-        """Integer actions ``[B, H]``: the mode, or a Gumbel-max sample from ``pi(.|s)``."""
-        logits = self.actor(obs_BD)
+        """Integer actions ``[B, H]``: the mode, or a Gumbel-max sample from ``pi(.|s)``.
+
+        ``averaged=True`` (evaluation, deployment): with the averaged actor when the agent keeps
+        one (:attr:`actor_average`), else with the actor itself."""
+        actor = self.actor_average if averaged and self.actor_average is not None else self.actor
+        logits = actor(obs_BD)
         if deterministic:
             return self.spec.mode(logits)
         perturbed = logits + sample_gumbel(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
@@ -242,6 +257,7 @@ def make_agent(
     critic_layer_norm: bool = False,
     num_critics: int = 2,
     obs_bounds: ObsBounds | None = None,
+    actor_average: bool = False,
 ) -> Agent:
     """Build an :class:`Agent` from config values (the trainer and the loader share this)."""
     return Agent(
@@ -257,4 +273,5 @@ def make_agent(
         critic_layer_norm=critic_layer_norm,
         num_critics=num_critics,
         obs_bounds=obs_bounds,
+        actor_average=actor_average,
     )

@@ -529,6 +529,7 @@ def _build_agent(meta: dict[str, Any], config: Config, spec: ActionSpec) -> Agen
         critic_layer_norm=config.critic_layer_norm,
         num_critics=config.n_critics,
         obs_bounds=meta["encoder"]["obs_bounds"],
+        actor_average=config.actor_average_rate is not None,
     )
 
 

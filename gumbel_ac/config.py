@@ -328,6 +328,14 @@ class Config:
     beyond it (DQN's error clipping, Mnih et al. 2015; SB3's DQN uses smooth_l1_loss, i.e. 1.0),
     so one large TD error moves a critic by a bounded step. None: the squared error (SAC, SB3's
     SAC). Must be > 0 (in reward units)."""
+    actor_average_rate: float | None = None
+    """Polyak rate of an averaged copy of the actor: after every update its weights move this
+    fraction of the way to the actor's (an exponential moving average, as the target critic's;
+    iterate averaging after Polyak & Juditsky 1992). Evaluation, the saved best and final
+    policies, eval.py and SB3 export act with the averaged actor, while collection and the
+    losses use the actor itself, so it changes what is deployed, not what is learned: the
+    last iterate of a policy that swings between evaluations is one draw from the swing, the
+    average is steadier. None: the actor itself. Must be in (0, 1]."""
     target_entropy_ratio: float = 0.1
     """Target entropy as a fraction of the maximum, log(#actions) per head. 0.98 (the common
     discrete-SAC choice) is almost uniform and makes alpha run away on small action sets
@@ -710,6 +718,11 @@ class Config:
             )
         if self.q_clip is not None:
             _need(self._finite("q_clip") > 0.0, f"q_clip must be > 0 (or None: off), got {self.q_clip}")
+        if self.actor_average_rate is not None:
+            _need(
+                0.0 < self._finite("actor_average_rate") <= 1.0,
+                f"actor_average_rate must be in (0, 1] (or None: off), got {self.actor_average_rate}",
+            )
         if self.huber_delta is not None:
             _need(
                 self._finite("huber_delta") > 0.0,

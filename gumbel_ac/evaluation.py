@@ -40,7 +40,7 @@ def evaluate(
         returns = torch.zeros(episodes, dtype=torch.float64, device=device)
         finished = torch.zeros(episodes, dtype=torch.bool, device=device)
         for _ in range(MAX_EVAL_STEPS):
-            action = agent.act(obs, deterministic=deterministic, generator=generator)
+            action = agent.act(obs, deterministic=deterministic, generator=generator, averaged=True)
             step = env.step(action)
             newly = step.episode_done & ~finished
             returns = torch.where(newly, step.episode_return.double(), returns)
@@ -145,7 +145,7 @@ def record_gif(
             if frame is None:
                 raise ValueError(f"{env_id} returned no frame in rgb_array mode; it cannot make a GIF")
             frames.append(np.asarray(frame))
-            step = env.step(agent.act(obs, deterministic=deterministic, generator=generator))
+            step = env.step(agent.act(obs, deterministic=deterministic, generator=generator, averaged=True))
             total += float(step.reward[0])
             obs = step.obs
             if bool(step.episode_done[0]):

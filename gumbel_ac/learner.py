@@ -103,6 +103,7 @@ class Learner:
         q_clip: float | None = None,
         target_critics: int | None = None,
         huber_delta: float | None = None,
+        actor_average_rate: float | None = None,
     ) -> None:
         self.agent = agent
         #: REDQ's in-target subset of the critic ensemble (``Config.target_critics``; None: all).
@@ -117,6 +118,14 @@ class Learner:
         self.q_clip: float | None = None if q_clip is None else float(q_clip)
         #: The critic loss's Huber threshold (``Config.huber_delta``; None: squared error).
         self.huber_delta: float | None = None if huber_delta is None else float(huber_delta)
+        #: Polyak rate of the agent's averaged actor (``Config.actor_average_rate``); the agent
+        #: keeps one exactly when this is set.
+        self.actor_average_rate: float | None = None if actor_average_rate is None else float(actor_average_rate)
+        if (self.actor_average_rate is None) != (agent.actor_average is None):
+            raise ValueError(
+                "actor_average_rate and the agent's averaged actor go together: build the agent with "
+                "actor_average=True exactly when the rate is set"
+            )
         #: ``None``: the joint action set is enumerated (exact target); else the number of
         #: sampled next actions per transition (no tensor grows with the joint action count).
         self.target_samples: int | None = (
@@ -182,6 +191,7 @@ class Learner:
             q_clip=config.q_clip,
             target_critics=config.target_critics,
             huber_delta=config.huber_delta,
+            actor_average_rate=config.actor_average_rate,
             max_nonfinite_updates=config.max_nonfinite_updates,
             max_enumerated_actions=config.max_enumerated_actions,
             target_action_samples=config.target_action_samples,
@@ -212,6 +222,13 @@ class Learner:
         self.flat_critic_target = flatten_parameters_(list(agent.critic_target.parameters()))
         if self.flat_critic_target.numel() != n_critic:
             raise ValueError("the target critic's parameters do not match the critic's")
+        #: The online actor's slice of :attr:`flat_param` and the flat averaged actor (or None).
+        self.flat_actor = self.flat_param[:n_actor]
+        self.flat_actor_average: torch.Tensor | None = None
+        if agent.actor_average is not None:
+            self.flat_actor_average = flatten_parameters_(list(agent.actor_average.parameters()))
+            if self.flat_actor_average.numel() != n_actor:
+                raise ValueError("the averaged actor's parameters do not match the actor's")
         actor_lr, critic_lr, alpha_lr = self._lrs
         groups = [("actor", n_actor, actor_lr), ("critic", n_critic, critic_lr)]
         if self.autotune_alpha:
@@ -335,6 +352,8 @@ class Learner:
                 self.agent.log_alpha.clamp_(min=self.log_alpha_min, max=self.log_alpha_max)
             rate = self._target_rate_t if self._capturable else self._target_rate
             self.flat_critic_target.lerp_(self.flat_critic, rate)
+            if self.flat_actor_average is not None and self.actor_average_rate is not None:
+                self.flat_actor_average.lerp_(self.flat_actor, self.actor_average_rate)
         nonfinite = (~finite).to(self.nonfinite_streak.dtype)
         # In place: a captured CUDA graph and the checkpoint keep these tensors.
         self.nonfinite_streak.add_(nonfinite).mul_(nonfinite)

@@ -338,6 +338,7 @@ class _Run:
             critic_layer_norm=config.critic_layer_norm,
             num_critics=config.n_critics,
             obs_bounds=obs_bounds,
+            actor_average=config.actor_average_rate is not None,
         ).to(device)
         if config.alpha == 0:
             agent.log_alpha.data.fill_(-math.inf)  # no entropy term at all

@@ -111,7 +111,8 @@ def from_checkpoint(
     """A ``GumbelAC`` holding the policy of a native checkpoint (run or checkpoint folder).
 
     Hyperparameters come from the checkpoint's config (``kwargs`` override them, e.g.
-    ``learning_starts=0`` to train on at once); the weights are loaded and the spaces checked
+    ``learning_starts=0`` to train on at once); the weights are loaded (a run with
+    ``actor_average_rate`` gives its averaged actor as the policy) and the spaces checked
     against ``env`` (default: the checkpoint's training env, ``num_envs`` copies). Optimizer moments and
     replay start fresh. Loading reads safetensors + JSON only: no code runs from the files.
     """
@@ -181,5 +182,19 @@ def from_checkpoint(
             f"{path}: the policy rescales observations from the bounds {loaded.agent.obs_bounds}, but "
             f"{env_name}'s observation space has {agent.obs_bounds}; load it with an env of the same bounds"
         )
-    agent.load_state_dict(loaded.agent.state_dict())
+    agent.load_state_dict(_deployed_weights(loaded.agent.state_dict()))
     return model
+
+
+def _deployed_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The native agent's weights with its averaged actor, when it keeps one
+    (``Config.actor_average_rate``), in the actor's place: the policy the run evaluated and
+    saved is the one SB3 gets (SB3's algorithm keeps no averaged actor, so training on in SB3
+    continues from it)."""
+    prefix = "actor_average."
+    averaged = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not averaged:
+        return state
+    out = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    out.update({f"actor.{k}": v for k, v in averaged.items()})
+    return out
