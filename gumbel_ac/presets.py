@@ -107,8 +107,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # side): actor_average_rate 1e-4 -122.4, 3e-4 -115.6, 5e-4 -117.4, 1e-3 -117.3, 2e-3 -116.6,
     # 5e-3 -117.3 against the actor's own -121.0. 3e-4 to 5e-3 tie (1.8 apart); adopted: 2e-3,
     # the narrowest interval ([-123.9, -110.0]) and the best worst seed (-137.3 against -164.6
-    # at 3e-4). With q_clip 0.5 or n_step 2 under it: -118.1 and -145.2 at best
-    # (docs/data/preset_tuning_mountaincar5.json.gz).
+    # at 3e-4). With q_clip 0.5 or n_step 2 under it: -118.2 and -120.6 at best
+    # (docs/data/preset_tuning_mountaincar5.json.gz). On the reported seeds 0-4 (the suite):
+    # -126.3, against s2's -123.5: no effect there (docs/results.md "Presets").
     **{
         env_id: {
             "count_bonus": 3.0,
