@@ -5,6 +5,7 @@ the critic loss, and DQN's Huber critic loss (Mnih et al. 2015), value and gradi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from critic_cases import three_row_batch
 from gumbel_ac.agent import Agent, make_agent
 from gumbel_ac.config import Config, ConfigError
 from gumbel_ac.distributions import ActionSpec
-from gumbel_ac.losses import critic_loss, critic_target
+from gumbel_ac.losses import Batch, critic_loss, critic_target
 
 
 def _agent() -> Agent:
@@ -24,6 +25,29 @@ def _agent() -> Agent:
         agent.critic_target.load_state_dict(agent.critic.state_dict())
         agent.critic_target.w_obs.add_(0.3)  # the target network differs from the online one
     return agent
+
+
+def _q_grad_of_critic_loss(agent: Agent, batch: Batch, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """The gradient of ``critic_loss(agent, batch, y, **kwargs)`` w.r.t. the online critic's Q
+    output ``[2, B]``, captured inside the call: what the code back-propagates, not only what
+    the formula says."""
+    captured: list[torch.Tensor] = []
+    online_q = agent.critic.q
+
+    def q_keeping_grad(*args: object, **kw: object) -> torch.Tensor:
+        out = online_q(*args, **kw)  # type: ignore[arg-type]
+        out.retain_grad()
+        captured.append(out)
+        return out
+
+    agent.critic.q = q_keeping_grad  # type: ignore[method-assign]
+    try:
+        loss, _ = critic_loss(agent, batch, y, **kwargs)
+        loss.backward()
+    finally:
+        del agent.critic.q  # the bound method again
+    assert len(captured) == 1 and captured[0].grad is not None
+    return captured[0].grad
 
 
 def test_average_target_uses_the_mean_of_the_two_target_critics() -> None:
@@ -76,21 +100,9 @@ def test_q_clip_loss_and_gradient_by_hand() -> None:
 
     # The same gradient through critic_loss itself (the online critic's Q output, captured):
     # what the code back-propagates, not only what the formula says.
-    captured: list[torch.Tensor] = []
-    online_q = agent.critic.q
-
-    def q_keeping_grad(*args: object, **kwargs: object) -> torch.Tensor:
-        out = online_q(*args, **kwargs)  # type: ignore[arg-type]
-        out.retain_grad()
-        captured.append(out)
-        return out
-
-    agent.critic.q = q_keeping_grad  # type: ignore[method-assign]
-    code_loss, _ = critic_loss(agent, batch, y, q_clip=c)
-    code_loss.backward()
-    assert len(captured) == 1 and captured[0].grad is not None
-    assert torch.allclose(captured[0].grad, grad, atol=1e-6)
-    assert torch.equal(captured[0].grad[clip_wins], torch.zeros_like(grad[clip_wins]))
+    code_grad = _q_grad_of_critic_loss(agent, batch, y, q_clip=c)
+    assert torch.allclose(code_grad, grad, atol=1e-6)
+    assert torch.equal(code_grad[clip_wins], torch.zeros_like(grad[clip_wins]))
 
 
 def test_q_clip_large_enough_is_the_plain_loss() -> None:
@@ -123,22 +135,10 @@ def test_huber_loss_value_and_gradient_by_hand() -> None:
     assert wide.item() == pytest.approx(plain.item(), rel=1e-6)
 
     # The gradient w.r.t. Q, through critic_loss itself: e / B within d, d * sign(e) / B beyond.
-    captured: list[torch.Tensor] = []
-    online_q = agent.critic.q
-
-    def q_keeping_grad(*args: object, **kwargs: object) -> torch.Tensor:
-        out = online_q(*args, **kwargs)  # type: ignore[arg-type]
-        out.retain_grad()
-        captured.append(out)
-        return out
-
-    agent.critic.q = q_keeping_grad  # type: ignore[method-assign]
-    code_loss, _ = critic_loss(agent, batch, y, huber_delta=d)
-    code_loss.backward()
-    assert len(captured) == 1 and captured[0].grad is not None
+    code_grad = _q_grad_of_critic_loss(agent, batch, y, huber_delta=d)
     expected = torch.where(e.abs() <= d, e, d * e.sign()) / 3
-    assert torch.allclose(captured[0].grad, expected, atol=1e-6)
-    assert captured[0].grad.abs().max().item() <= d / 3 + 1e-7  # no sample's step exceeds d / B
+    assert torch.allclose(code_grad, expected, atol=1e-6)
+    assert code_grad.abs().max().item() <= d / 3 + 1e-7  # no sample's step exceeds d / B
 
 
 def test_huber_with_q_clip_takes_the_larger_error() -> None:
