@@ -19,9 +19,12 @@ import argparse
 import dataclasses
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gumbel_ac.cli import exit_status, guarded
+
+if TYPE_CHECKING:
+    from gumbel_ac.config import Config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "deterministic" if args.deterministic else "stochastic"
     print(
         f"{env_id}: {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} {mode} episodes "
-        f"(checkpoint {loaded.path}, step {loaded.step}{_best_note(loaded.meta)})"
+        f"(checkpoint {loaded.path}, step {loaded.step}{_best_note(loaded.meta)}{_average_note(loaded.config)})"
     )
     if args.gif:
         quiet_headless_rendering()
@@ -138,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {args.gif} (episode return {total:.1f})")
     return 0
+
+
+def _average_note(config: Config) -> str:
+    """``; the averaged actor (rate R)`` when the run kept one: that is the policy evaluated."""
+    rate = config.actor_average_rate
+    return "" if rate is None else f"; the averaged actor, rate {rate:g}"
 
 
 def _best_note(meta: dict[str, Any]) -> str:

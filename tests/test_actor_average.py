@@ -165,6 +165,7 @@ def test_a_run_learns_the_same_and_evaluates_the_average(tmp_path: Path) -> None
         env={**os.environ, "WANDB_MODE": "disabled"},
     )
     assert out.returncode == 0, out.stderr
+    assert "the averaged actor, rate 0.01" in out.stdout  # it says which policy it evaluated
 
     from gumbel_ac.sb3.interop import from_checkpoint
 
