@@ -203,28 +203,27 @@ def critic_loss(
     step cannot push the critic further from its target network than ``c``.
 
     ``huber_delta=d``: each sample's ``0.5 e^2`` becomes ``huber_d(e)`` (quadratic within ``d``,
-    linear beyond it), so one large TD error moves the critic by a bounded step. With both, the
-    Huber loss is taken of the larger of the two errors (it grows with ``|e|``, so this is the
-    larger of the two losses, as ``q_clip`` asks).
+    linear beyond it; torch's ``huber_loss``), so one large TD error moves the critic by a
+    bounded step. With both, each sample takes the larger of its two Huber losses, as ``q_clip``
+    takes the larger squared error.
     """
     if feat_BF is None:
         feat_BF = agent.critic.encode(batch.obs_BD)
     action_BK = agent.spec.onehot(batch.action_BH, dtype=feat_BF.dtype)
     q_2B = agent.critic.q(feat_BF, action_BK)
-    err_2B = (q_2B - target_B).abs()
+
+    def per_sample(pred_2B: torch.Tensor) -> torch.Tensor:
+        if huber_delta is None:
+            return 0.5 * (pred_2B - target_B).pow(2)
+        return torch.nn.functional.huber_loss(pred_2B, target_B.expand_as(pred_2B), reduction="none", delta=huber_delta)
+
+    loss_2B = per_sample(q_2B)
     if q_clip is not None:
         with torch.no_grad():
             q_old_2B = agent.critic_target.q(agent.critic_target.encode(batch.obs_BD), action_BK)
         clipped_2B = q_old_2B + (q_2B - q_old_2B).clamp(-q_clip, q_clip)
-        err_2B = torch.maximum(err_2B, (clipped_2B - target_B).abs())
-    if huber_delta is None:
-        per_sample_2B = 0.5 * err_2B.pow(2)
-    else:
-        # Huber: 0.5 e^2 up to delta, then linear with slope delta (continuous at delta).
-        quad_2B = err_2B.clamp(max=huber_delta)
-        per_sample_2B = 0.5 * quad_2B.pow(2) + huber_delta * (err_2B - quad_2B)
-    loss = per_sample_2B.mean(dim=1).sum()
-    return loss, q_2B.detach().mean()
+        loss_2B = torch.maximum(loss_2B, per_sample(clipped_2B))
+    return loss_2B.mean(dim=1).sum(), q_2B.detach().mean()
 
 
 def actor_loss(
